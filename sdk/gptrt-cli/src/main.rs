@@ -1,0 +1,302 @@
+//! `gptrt`: generate text with, tokenize for, and inspect GPT-2 ONNX exports.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gptrt::{GenerationConfig, Model, Runtime, RuntimeOptions, Tokenizer};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "gptrt", version, about = "Run GPT-2 ONNX exports through ONNX Runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt (streams text; --json prints one JSON object).
+    Generate(GenerateArgs),
+    /// Print the token ids of a text.
+    Tokenize(TokenizeArgs),
+    /// Show a model folder's detected layout, dimensions, inputs and outputs.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model folder (config.json, tokenizer, ONNX graph(s)) or one .onnx file in it.
+    /// Default: $GPTRT_MODEL, else the model bundled in this repository.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RuntimeArgs {
+    /// ONNX Runtime library to load (else $ORT_DYLIB_PATH, .ort/ from scripts/setup.sh, next to gptrt).
+    #[arg(long, value_name = "FILE")]
+    ort_library: Option<PathBuf>,
+    /// Threads inside one operator (0 = one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// The prompt text (empty: start from <|endoftext|> as GPT-2 does).
+    #[arg(long, conflicts_with = "prompt_file")]
+    prompt: Option<String>,
+    /// Read the prompt from a UTF-8 file.
+    #[arg(long, value_name = "FILE")]
+    prompt_file: Option<PathBuf>,
+    /// Most tokens to generate (Hugging Face `max_new_tokens`; default from generation_config.json, else 20 in total).
+    #[arg(long, value_name = "N")]
+    max_new_tokens: Option<usize>,
+    /// Most tokens in prompt plus generation (Hugging Face `max_length`; used when --max-new-tokens is unset).
+    #[arg(long, value_name = "N")]
+    max_length: Option<usize>,
+    /// Token id(s) that end generation (Hugging Face `eos_token_id`; default: the model's).
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    eos_token_id: Option<Vec<u32>>,
+    /// Drop the oldest prompt tokens when the prompt does not fit the context window (default: error).
+    #[arg(long)]
+    truncate: bool,
+    /// Print one JSON object (text, ids, stop reason, speed, provider, layout) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The text to tokenize.
+    #[arg(long)]
+    text: String,
+    /// Print {"ids": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the bundled models live in this repository, best first.
+fn default_model_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("GPTRT_MODEL").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    ["models/demo", "models/fixtures/tiny-random-gpt2/single"]
+        .iter()
+        .map(|dir| repo.join(dir))
+        .find(|dir| dir.join("config.json").is_file())
+        .ok_or_else(|| "no --model given and no bundled model found; pass --model DIR".to_string())
+}
+
+impl ModelArgs {
+    fn dir(&self) -> Result<PathBuf, String> {
+        match &self.model {
+            Some(dir) => Ok(dir.clone()),
+            None => default_model_dir(),
+        }
+    }
+}
+
+impl RuntimeArgs {
+    fn runtime(&self) -> gptrt::Result<Runtime> {
+        Runtime::new(RuntimeOptions {
+            library_path: self.ort_library.clone(),
+            intra_threads: self.threads,
+            ..RuntimeOptions::default()
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Tokenize(args) => tokenize(args),
+        Command::Inspect(args) => inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_prompt(args: &GenerateArgs) -> Result<String, String> {
+    match (&args.prompt, &args.prompt_file) {
+        (Some(prompt), _) => Ok(prompt.clone()),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            String::from_utf8(bytes).map_err(|e| {
+                format!(
+                    "{}: the prompt file is not valid UTF-8 (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        }
+        (None, None) => Err("no prompt: pass --prompt TEXT or --prompt-file FILE".to_string()),
+    }
+}
+
+fn generate(args: GenerateArgs) -> Result<(), String> {
+    let prompt = read_prompt(&args)?;
+    let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let mut config: GenerationConfig = model.generation_config().clone();
+    if let Some(n) = args.max_new_tokens {
+        config.max_new_tokens = Some(n);
+    }
+    if let Some(n) = args.max_length {
+        config.max_length = Some(n);
+    }
+    if let Some(ids) = args.eos_token_id.clone() {
+        config.eos_token_id = Some(gptrt::TokenIds::Many(ids));
+    }
+    config.truncate_prompt |= args.truncate;
+    let unsupported = config.unsupported_fields();
+    if !unsupported.is_empty() {
+        eprintln!(
+            "warning: generation_config.json fields not implemented yet, ignored: {}",
+            unsupported.join(", ")
+        );
+    }
+
+    let result = if args.json {
+        model.generate(&prompt, &config)
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "{prompt}");
+        let _ = stdout.flush();
+        model.generate_with(&prompt, &config, |event| {
+            // A closed pipe (e.g. `| head`) ends generation instead of failing.
+            write!(stdout, "{}", event.text).and_then(|_| stdout.flush()).is_ok()
+        })
+    }
+    .map_err(|e| e.to_string())?;
+
+    let stats = &result.stats;
+    if args.json {
+        let output = json!({
+            "text": result.text,
+            "prompt_token_ids": result.prompt_token_ids,
+            "token_ids": result.token_ids,
+            "stop_reason": result.stop_reason.name(),
+            "layout": model.layout().name(),
+            "provider": model.provider(),
+            "prompt_tokens": stats.prompt_tokens,
+            "prompt_seconds": stats.prompt_seconds,
+            "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+            "decode_tokens": stats.decode_tokens,
+            "decode_seconds": stats.decode_seconds,
+            "decode_tokens_per_second": stats.decode_tokens_per_second(),
+        });
+        println!("{output}");
+    } else {
+        println!();
+        eprintln!(
+            "[{} tokens | prompt {} tok at {:.0} tok/s | decode {:.1} tok/s | stop: {} | provider: {} | layout: {}]",
+            result.token_ids.len(),
+            stats.prompt_tokens,
+            stats.prompt_tokens_per_second(),
+            stats.decode_tokens_per_second(),
+            result.stop_reason,
+            model.provider(),
+            model.layout(),
+        );
+    }
+    Ok(())
+}
+
+fn tokenize(args: TokenizeArgs) -> Result<(), String> {
+    let tokenizer = Tokenizer::from_dir(&args.model.dir()?).map_err(|e| e.to_string())?;
+    let ids = tokenizer.encode(&args.text).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", json!({ "ids": ids }));
+    } else {
+        for id in ids {
+            let piece = tokenizer.token_bytes(id).map_err(|e| e.to_string())?;
+            println!("{id}\t{:?}", String::from_utf8_lossy(piece));
+        }
+    }
+    Ok(())
+}
+
+fn inspect(args: InspectArgs) -> Result<(), String> {
+    let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let config = model.config();
+    let graphs: Vec<_> = model
+        .graphs()
+        .into_iter()
+        .map(|(path, signature)| {
+            let tensors = |list: &[gptrt::TensorInfo]| {
+                list.iter()
+                    .map(|t| json!({"name": t.name, "type": t.element_type, "shape": t.shape}))
+                    .collect::<Vec<_>>()
+            };
+            json!({
+                "file": path.display().to_string(),
+                "inputs": tensors(&signature.inputs),
+                "outputs": tensors(&signature.outputs),
+            })
+        })
+        .collect();
+    if args.json {
+        let output = json!({
+            "model": model.dir().display().to_string(),
+            "layout": model.layout().name(),
+            "layout_description": model.layout().description(),
+            "config": config,
+            "provider": model.provider(),
+            "onnxruntime_library": runtime.library_path().display().to_string(),
+            "graphs": graphs,
+        });
+        println!("{output}");
+        return Ok(());
+    }
+    println!("model:     {}", model.dir().display());
+    println!("layout:    {} ({})", model.layout(), model.layout().description());
+    println!(
+        "config:    n_layer {} | n_head {} | n_embd {} (head_dim {}) | n_positions {} | vocab_size {} | eos {}",
+        config.n_layer,
+        config.n_head,
+        config.n_embd,
+        config.head_dim(),
+        config.n_positions,
+        config.vocab_size,
+        config.eos_token_id
+    );
+    println!("provider:  {}", model.provider());
+    println!("runtime:   {}", runtime.library_path().display());
+    for (path, signature) in model.graphs() {
+        println!("graph:     {}", path.display());
+        for (kind, list) in [("input ", &signature.inputs), ("output", &signature.outputs)] {
+            for tensor in list {
+                println!("  {kind}  {:<28} {:<8} {:?}", tensor.name, tensor.element_type, tensor.shape);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The one error type of the SDK.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in gptrt. Each variant names the thing at fault (file, tensor, token,
+/// field) and, where there is one, what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error("ONNX Runtime library not found or not loadable.\n{details}\nInstall it with: {install_hint}")]
+    RuntimeLibrary {
+        /// Where the SDK looked and what each place answered.
+        details: String,
+        /// The one command that installs the library.
+        install_hint: &'static str,
+    },
+    /// ONNX Runtime reported an error (loading a graph, running it).
+    #[error("ONNX Runtime error while {context}: {message}")]
+    Ort {
+        /// What the SDK was doing.
+        context: String,
+        /// ONNX Runtime's own message.
+        message: String,
+    },
+    /// A model folder or file is missing or unreadable.
+    #[error("{}: {message}", path.display())]
+    ModelFiles {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// `config.json` is missing a field or has a value that cannot be right.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// The field and the problem.
+        message: String,
+    },
+    /// The graph's inputs/outputs are not a GPT-2 decoder layout the SDK can run.
+    #[error("{}: unsupported graph layout: {message}", path.display())]
+    Layout {
+        /// The ONNX file.
+        path: PathBuf,
+        /// The missing or unexpected tensor.
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed on an input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary (size {vocab_size})")]
+    InvalidToken {
+        /// The offending id.
+        id: u32,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+    /// The prompt plus the requested tokens do not fit in the model's context window.
+    #[error("prompt is {prompt_tokens} tokens but the model's context window (n_positions) is {n_positions}; shorten the prompt or enable truncation (`truncate_prompt`, CLI `--truncate`)")]
+    ContextOverflow {
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// The context window.
+        n_positions: usize,
+    },
+    /// A generation option has a value that cannot be honoured.
+    #[error("invalid generation option `{field}`: {message}")]
+    InvalidOption {
+        /// The option's name (Hugging Face GenerationConfig name).
+        field: &'static str,
+        /// Why the value is rejected.
+        message: String,
+    },
+    /// The graph returned something the SDK did not expect (shape, type).
+    #[error("unexpected model output `{tensor}`: {message}")]
+    UnexpectedOutput {
+        /// The output tensor.
+        tensor: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn ort(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Ort {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! # gptrt
+//!
+//! Run GPT-2 graphs exported to ONNX through ONNX Runtime, with GPT-2's real byte-level BPE
+//! tokenizer and a KV cache.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! text -> Tokenizer -> ids -> Model::forward (prompt) -> logits -> greedy -> token
+//!                              |  KV cache (present -> past, no copy)  |
+//!                              +------ Model::forward (next token) <---+
+//! token -> StreamDecoder (UTF-8 safe) -> your callback
+//! ```
+//!
+//! ```no_run
+//! use gptrt::{GenerationConfig, Model};
+//!
+//! # fn main() -> gptrt::Result<()> {
+//! let model = Model::load("models/fixtures/tiny-random-gpt2/single")?;
+//! let config = GenerationConfig { max_new_tokens: Some(16), ..model.generation_config().clone() };
+//! let out = model.generate_with("Once upon a time", &config, |event| {
+//!     print!("{}", event.text);
+//!     true // return false to stop
+//! })?;
+//! println!("\n{} tokens, stopped by {}", out.token_ids.len(), out.stop_reason);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The ONNX Runtime shared library is loaded at run time (see [`Runtime`] for where it is looked
+//! for); `scripts/setup.sh` installs it.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod layout;
+pub mod model;
+pub mod runtime;
+pub mod tokenizer;
+
+pub use config::{GenerationConfig, ModelConfig, TokenIds};
+pub use error::{Error, Result};
+pub use generate::{Generation, GenerationStats, Generator, StopReason, TokenEvent};
+pub use layout::{Layout, Signature, TensorInfo};
+pub use model::Model;
+pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
+pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -1,0 +1,384 @@
+//! A loaded model: its graph(s), layout, `config.json`, generation defaults and tokenizer.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorRef};
+
+use crate::config::{GenerationConfig, ModelConfig};
+use crate::error::{Error, Result};
+use crate::layout::{past_name, present_name, Layout, Signature};
+use crate::runtime::Runtime;
+use crate::tokenizer::Tokenizer;
+
+/// File names of the standard exports, in the order a model folder is searched.
+const MERGED_FILE: &str = "decoder_model_merged.onnx";
+const SINGLE_FILE: &str = "model.onnx";
+const PROMPT_FILE: &str = "decoder_model.onnx";
+const WITH_PAST_FILE: &str = "decoder_with_past_model.onnx";
+
+/// One ONNX graph and its checked signature.
+pub(crate) struct Graph {
+    path: PathBuf,
+    session: Mutex<Session>,
+    signature: Signature,
+}
+
+impl Graph {
+    fn open(runtime: &Runtime, path: &Path, config: &ModelConfig) -> Result<Graph> {
+        let session = runtime.open_session(path)?;
+        let signature = Signature::read(&session, path, config)?;
+        Ok(Graph {
+            path: path.to_path_buf(),
+            session: Mutex::new(session),
+            signature,
+        })
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        // A panic while running a graph leaves the session itself intact.
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The key/value cache of a batch: one tensor per layer and kind, `[batch, heads, length, head_dim]`,
+/// owned values returned by the previous step and fed back without copying.
+#[derive(Default)]
+pub(crate) struct KvCache {
+    values: Vec<DynValue>,
+}
+
+impl KvCache {
+    fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// One forward pass over a `[batch, seq]` block of ids.
+pub(crate) struct StepInput<'a> {
+    pub batch: usize,
+    pub seq: usize,
+    pub input_ids: &'a [i64],
+    /// `[batch, past + seq]`.
+    pub attention_mask: &'a [i64],
+    /// `[batch, seq]`.
+    pub position_ids: &'a [i64],
+}
+
+/// A GPT-2 model loaded from an export folder. Load once, share across threads (`Send + Sync`).
+pub struct Model {
+    runtime: Runtime,
+    dir: PathBuf,
+    config: ModelConfig,
+    generation_config: GenerationConfig,
+    tokenizer: Tokenizer,
+    layout: Layout,
+    prompt_graph: Graph,
+    /// The with-past graph of a split export; every other layout uses `prompt_graph` throughout.
+    step_graph: Option<Graph>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("dir", &self.dir)
+            .field("layout", &self.layout)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn files_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::ModelFiles {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Which graph file(s) a model path means: `(first graph, optional with-past sibling)`.
+fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
+    if !path.exists() {
+        return Err(files_error(path, "model path does not exist"));
+    }
+    let (dir, first) = if path.is_file() {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, path.to_path_buf())
+    } else {
+        let candidates = [MERGED_FILE, SINGLE_FILE, PROMPT_FILE];
+        let named = candidates.iter().map(|name| path.join(name)).find(|p| p.is_file());
+        let first = match named {
+            Some(first) => first,
+            None => {
+                let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let mut onnx: Vec<PathBuf> = entries
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|ext| ext == "onnx"))
+                    .collect();
+                if onnx.len() != 1 {
+                    return Err(files_error(
+                        path,
+                        format!(
+                            "{} ONNX graph(s) found; expected {MERGED_FILE}, {SINGLE_FILE}, or \
+                             {PROMPT_FILE} + {WITH_PAST_FILE} (export one with models/make_fixtures.py \
+                             or optimum-cli export onnx)",
+                            onnx.len()
+                        ),
+                    ));
+                }
+                onnx.remove(0)
+            }
+        };
+        (path.to_path_buf(), first)
+    };
+    let sibling = dir.join(WITH_PAST_FILE);
+    let with_past = (sibling.is_file() && sibling != first).then_some(sibling);
+    Ok((dir, first, with_past))
+}
+
+impl Model {
+    /// Load a model from an export folder (or one `.onnx` file inside it) with the default runtime.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(&Runtime::default_runtime()?, path)
+    }
+
+    /// Load a model with a given runtime.
+    ///
+    /// The folder holds `config.json`, a tokenizer (`tokenizer.json` or `vocab.json` + `merges.txt`),
+    /// optionally `generation_config.json`, and the graph(s). The layout is detected from the
+    /// graph's inputs and outputs and checked against `config.json`.
+    pub fn load_with(runtime: &Runtime, path: impl AsRef<Path>) -> Result<Model> {
+        let (dir, first, with_past) = find_graphs(path.as_ref())?;
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            return Err(files_error(&dir, "missing config.json (the model's n_layer, n_head, n_embd, n_positions, vocab_size)"));
+        }
+        let config = ModelConfig::from_file(&config_path)?;
+        let generation_config = GenerationConfig::from_dir_or_default(&dir)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Config {
+                path: config_path,
+                message: format!(
+                    "the tokenizer has {} tokens but vocab_size is {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let prompt_graph = Graph::open(runtime, &first, &config)?;
+        let signature = &prompt_graph.signature;
+        let (layout, step_graph) = if signature.has_past {
+            let layout = if signature.has_use_cache_branch {
+                Layout::Merged
+            } else {
+                Layout::Single
+            };
+            (layout, None)
+        } else if let Some(with_past) = with_past {
+            if !signature.has_present {
+                return Err(Error::Layout {
+                    path: first,
+                    message: format!("missing output `{}`: the prompt graph of a split export returns present key/values", present_name(0, true)),
+                });
+            }
+            let step = Graph::open(runtime, &with_past, &config)?;
+            if !step.signature.has_past {
+                return Err(Error::Layout {
+                    path: with_past,
+                    message: format!("missing input `{}`: the with-past graph of a split export takes past key/values", past_name(0, true)),
+                });
+            }
+            (Layout::Split, Some(step))
+        } else {
+            (Layout::NoPast, None)
+        };
+        Ok(Model {
+            runtime: runtime.clone(),
+            dir,
+            config,
+            generation_config,
+            tokenizer,
+            layout,
+            prompt_graph,
+            step_graph,
+        })
+    }
+
+    /// The model folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// `config.json`.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    /// The folder's `generation_config.json` (defaults when absent).
+    pub fn generation_config(&self) -> &GenerationConfig {
+        &self.generation_config
+    }
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    /// The detected export layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// The runtime the model was loaded with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+    /// The execution provider the model's sessions run on.
+    pub fn provider(&self) -> &'static str {
+        self.runtime.provider()
+    }
+    /// Each graph file with its signature (one, or two for a split export).
+    pub fn graphs(&self) -> Vec<(&Path, &Signature)> {
+        std::iter::once(&self.prompt_graph)
+            .chain(self.step_graph.as_ref())
+            .map(|graph| (graph.path.as_path(), &graph.signature))
+            .collect()
+    }
+
+    /// Check that every id is inside the vocabulary.
+    pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            Some(&id) => Err(Error::InvalidToken {
+                id,
+                vocab_size: self.config.vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Logits for the token after `ids` (one forward pass over the whole sequence, no cache).
+    pub fn next_token_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(Error::InvalidOption {
+                field: "input_ids",
+                message: "at least one token is needed".to_string(),
+            });
+        }
+        if ids.len() > self.config.n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: ids.len(),
+                n_positions: self.config.n_positions,
+            });
+        }
+        self.check_ids(ids)?;
+        let input_ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+        let attention_mask = vec![1i64; ids.len()];
+        let position_ids: Vec<i64> = (0..ids.len() as i64).collect();
+        let mut cache = KvCache::default();
+        let mut logits = Vec::new();
+        self.forward(
+            &StepInput {
+                batch: 1,
+                seq: ids.len(),
+                input_ids: &input_ids,
+                attention_mask: &attention_mask,
+                position_ids: &position_ids,
+            },
+            &mut cache,
+            &mut logits,
+        )?;
+        Ok(logits)
+    }
+
+    /// Whether the layout carries a KV cache from step to step.
+    pub(crate) fn uses_cache(&self) -> bool {
+        self.layout != Layout::NoPast
+    }
+
+    /// Run one step. On return `logits` holds `[batch, vocab]` (the last position of each row) and
+    /// `cache` holds the graph's `present` outputs (layouts with a cache).
+    pub(crate) fn forward(&self, input: &StepInput<'_>, cache: &mut KvCache, logits: &mut Vec<f32>) -> Result<()> {
+        let first_step = cache.is_empty();
+        let graph = match (&self.step_graph, first_step) {
+            (Some(step), false) => step,
+            _ => &self.prompt_graph,
+        };
+        let signature = &graph.signature;
+        let context = || format!("running {}", graph.path.display());
+        let ort_err = |e: ort::Error| Error::ort(context(), e);
+        let (batch, seq) = (input.batch, input.seq);
+        let past_len = input.attention_mask.len() / batch - seq;
+
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(signature.inputs.len());
+        inputs.push((
+            "input_ids".into(),
+            TensorRef::from_array_view(([batch, seq], input.input_ids)).map_err(ort_err)?.into(),
+        ));
+        if signature.has_attention_mask {
+            inputs.push((
+                "attention_mask".into(),
+                TensorRef::from_array_view(([batch, past_len + seq], input.attention_mask))
+                    .map_err(ort_err)?
+                    .into(),
+            ));
+        }
+        if signature.has_position_ids {
+            inputs.push((
+                "position_ids".into(),
+                TensorRef::from_array_view(([batch, seq], input.position_ids)).map_err(ort_err)?.into(),
+            ));
+        }
+        if signature.has_use_cache_branch {
+            let use_cache = Tensor::from_array(([1usize], vec![!first_step])).map_err(ort_err)?;
+            inputs.push(("use_cache_branch".into(), use_cache.into()));
+        }
+        if signature.has_past {
+            let layers = self.config.n_layer;
+            if first_step {
+                let shape = [batch, self.config.n_head, 0, self.config.head_dim()];
+                for slot in 0..layers * 2 {
+                    let empty = Tensor::from_array((shape, Vec::<f32>::new())).map_err(ort_err)?;
+                    inputs.push((past_name(slot / 2, slot % 2 == 0).into(), empty.into()));
+                }
+            } else {
+                for (slot, value) in cache.values.iter().enumerate() {
+                    inputs.push((past_name(slot / 2, slot % 2 == 0).into(), value.into()));
+                }
+            }
+        }
+
+        let mut session = graph.session();
+        let mut outputs = session.run(inputs).map_err(ort_err)?;
+        let logits_value = outputs.get("logits").ok_or_else(|| Error::UnexpectedOutput {
+            tensor: "logits".to_string(),
+            message: "missing from the run's outputs".to_string(),
+        })?;
+        let (shape, data) = logits_value.try_extract_tensor::<f32>().map_err(ort_err)?;
+        let vocab = self.config.vocab_size;
+        let out_seq = shape.get(1).copied().unwrap_or(-1);
+        if shape.len() != 3 || shape[0] as usize != batch || shape[2] as usize != vocab || out_seq < 1 {
+            return Err(Error::UnexpectedOutput {
+                tensor: "logits".to_string(),
+                message: format!("shape {shape:?}, expected [{batch}, {seq}, {vocab}]"),
+            });
+        }
+        let out_seq = out_seq as usize;
+        logits.clear();
+        for row in 0..batch {
+            let last = (row * out_seq + out_seq - 1) * vocab;
+            logits.extend_from_slice(&data[last..last + vocab]);
+        }
+        if self.uses_cache() {
+            cache.values.clear();
+            for slot in 0..self.config.n_layer * 2 {
+                let name = present_name(slot / 2, slot % 2 == 0);
+                let value = outputs.remove(&name).ok_or_else(|| Error::UnexpectedOutput {
+                    tensor: name.clone(),
+                    message: "missing from the run's outputs".to_string(),
+                })?;
+                cache.values.push(value);
+            }
+        }
+        Ok(())
+    }
+}

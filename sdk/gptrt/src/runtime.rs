@@ -1,0 +1,239 @@
+//! The ONNX Runtime environment: where the shared library comes from, threads, graph optimisation.
+//!
+//! ONNX Runtime allows one environment per process, so the first [`Runtime`] made in a process loads
+//! the library and owns the environment; later calls hand out the same one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+
+use crate::error::{Error, Result};
+
+/// The ONNX Runtime release gptrt is built and tested against (`ort` 2.0.0-rc.15, API 31).
+pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
+
+/// The file name of the ONNX Runtime library shipped in PyPI's `onnxruntime==1.31.1` wheel.
+pub const ONNXRUNTIME_LIBRARY: &str = "libonnxruntime.so.1.31.1";
+
+/// The command that puts the library where the SDK looks for it.
+pub const INSTALL_HINT: &str = "scripts/setup.sh   (downloads PyPI's onnxruntime==1.31.1 wheel and copies libonnxruntime.so.1.31.1 to .ort/)";
+
+/// The folder, inside this repository, where `scripts/setup.sh` installs the library.
+pub fn setup_library_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort")
+}
+
+/// How far ONNX Runtime rewrites the graph before running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OptimizationLevel {
+    /// No rewriting.
+    Disabled,
+    /// Constant folding and redundant node removal.
+    Basic,
+    /// Basic plus node fusions.
+    Extended,
+    /// Everything, including layout changes (the default).
+    #[default]
+    All,
+}
+
+/// Options for the process-wide runtime. Build them with [`Runtime::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Explicit path to the ONNX Runtime shared library; searched first.
+    pub library_path: Option<PathBuf>,
+    /// Threads used inside one operator (0 = ONNX Runtime's choice: one per core).
+    pub intra_threads: usize,
+    /// Threads used across independent operators (0 = ONNX Runtime's choice).
+    pub inter_threads: usize,
+    /// Graph optimisation level.
+    pub optimization_level: OptimizationLevel,
+}
+
+/// Builder for [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    options: RuntimeOptions,
+}
+
+impl RuntimeBuilder {
+    /// Use this ONNX Runtime library file before looking anywhere else.
+    pub fn library_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.library_path = Some(path.into());
+        self
+    }
+    /// Threads inside one operator (0 = one per core).
+    pub fn intra_threads(mut self, threads: usize) -> Self {
+        self.options.intra_threads = threads;
+        self
+    }
+    /// Threads across operators (0 = ONNX Runtime's default).
+    pub fn inter_threads(mut self, threads: usize) -> Self {
+        self.options.inter_threads = threads;
+        self
+    }
+    /// Graph optimisation level.
+    pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
+        self.options.optimization_level = level;
+        self
+    }
+    /// Load the library (once per process) and return the runtime.
+    pub fn build(self) -> Result<Runtime> {
+        Runtime::new(self.options)
+    }
+}
+
+struct Environment {
+    env: ort::environment::Environment,
+    library_path: PathBuf,
+}
+
+/// A handle to the process's ONNX Runtime environment plus per-handle session options.
+/// Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Runtime {
+    environment: Arc<Environment>,
+    options: RuntimeOptions,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library_path", &self.environment.library_path)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+static ENVIRONMENT: Mutex<Option<Arc<Environment>>> = Mutex::new(None);
+
+impl Runtime {
+    /// A builder with default options.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Load ONNX Runtime (the first call in a process) and return a runtime with these options.
+    ///
+    /// The library is searched in this order: `options.library_path`, `$ORT_DYLIB_PATH`, the setup
+    /// folder of this repository (`.ort/`), next to the executable. The first runtime made in a
+    /// process fixes the library; later calls reuse it and only change the session options.
+    pub fn new(options: RuntimeOptions) -> Result<Runtime> {
+        let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(environment) = slot.as_ref() {
+            return Ok(Runtime {
+                environment: environment.clone(),
+                options,
+            });
+        }
+        let environment = Arc::new(load_environment(&options)?);
+        *slot = Some(environment.clone());
+        Ok(Runtime {
+            environment,
+            options,
+        })
+    }
+
+    /// The runtime with default options (loads the library on first use).
+    pub fn default_runtime() -> Result<Runtime> {
+        Runtime::new(RuntimeOptions::default())
+    }
+
+    /// The ONNX Runtime library file in use.
+    pub fn library_path(&self) -> &Path {
+        &self.environment.library_path
+    }
+
+    /// The options of this handle.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// The execution provider sessions made by this runtime run on.
+    pub fn provider(&self) -> &'static str {
+        "CPUExecutionProvider"
+    }
+
+    /// Create an ONNX Runtime session for one graph file, with this runtime's options.
+    pub(crate) fn open_session(&self, path: &Path) -> Result<Session> {
+        let context = || format!("loading {}", path.display());
+        let builder = self.session_builder().map_err(|e| Error::ort(context(), e))?;
+        let mut builder = builder;
+        builder.commit_from_file(path).map_err(|e| Error::ort(context(), e))
+    }
+
+    fn session_builder(&self) -> std::result::Result<SessionBuilder, String> {
+        let level = match self.options.optimization_level {
+            OptimizationLevel::Disabled => GraphOptimizationLevel::Disable,
+            OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
+            OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
+            OptimizationLevel::All => GraphOptimizationLevel::All,
+        };
+        let mut builder = Session::builder(&self.environment.env)
+            .map_err(|e| e.to_string())?
+            .with_optimization_level(level)
+            .map_err(|e| e.to_string())?;
+        if self.options.intra_threads > 0 {
+            builder = builder
+                .with_intra_threads(self.options.intra_threads)
+                .map_err(|e| e.to_string())?;
+        }
+        if self.options.inter_threads > 0 {
+            builder = builder
+                .with_inter_threads(self.options.inter_threads)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(builder)
+    }
+}
+
+/// Every place the library is looked for, in order, with where each candidate came from.
+fn library_candidates(options: &RuntimeOptions) -> Vec<(String, PathBuf)> {
+    let mut candidates = Vec::new();
+    if let Some(path) = &options.library_path {
+        candidates.push(("runtime options library_path".to_string(), path.clone()));
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        candidates.push(("$ORT_DYLIB_PATH".to_string(), PathBuf::from(path)));
+    }
+    candidates.push((
+        "setup folder".to_string(),
+        setup_library_dir().join(ONNXRUNTIME_LIBRARY),
+    ));
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        candidates.push(("next to the executable".to_string(), dir.join(ONNXRUNTIME_LIBRARY)));
+        candidates.push(("next to the executable".to_string(), dir.join("libonnxruntime.so")));
+    }
+    candidates
+}
+
+fn load_environment(options: &RuntimeOptions) -> Result<Environment> {
+    let mut report = Vec::new();
+    for (origin, path) in library_candidates(options) {
+        if !path.is_file() {
+            report.push(format!("  {origin}: {} (not found)", path.display()));
+            continue;
+        }
+        match ort::init_from(&path) {
+            Ok(builder) => {
+                let env = builder
+                    .with_name("gptrt")
+                    .build()
+                    .map_err(|e| Error::ort("creating the ONNX Runtime environment", e))?;
+                let library_path = path.canonicalize().unwrap_or(path);
+                return Ok(Environment { env, library_path });
+            }
+            Err(e) => report.push(format!("  {origin}: {} ({e})", path.display())),
+        }
+    }
+    Err(Error::RuntimeLibrary {
+        details: format!("Looked in:\n{}", report.join("\n")),
+        install_hint: INSTALL_HINT,
+    })
+}
