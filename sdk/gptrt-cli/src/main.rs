@@ -9,7 +9,11 @@ use gptrt::{GenerationConfig, Model, Runtime, RuntimeOptions, Tokenizer};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "gptrt", version, about = "Run GPT-2 ONNX exports through ONNX Runtime")]
+#[command(
+    name = "gptrt",
+    version,
+    about = "Run GPT-2 ONNX exports through ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -191,7 +195,9 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         let _ = stdout.flush();
         model.generate_with(&prompt, &config, |event| {
             // A closed pipe (e.g. `| head`) ends generation instead of failing.
-            write!(stdout, "{}", event.text).and_then(|_| stdout.flush()).is_ok()
+            write!(stdout, "{}", event.text)
+                .and_then(|_| stdout.flush())
+                .is_ok()
         })
     }
     .map_err(|e| e.to_string())?;
@@ -277,7 +283,11 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
         return Ok(());
     }
     println!("model:     {}", model.dir().display());
-    println!("layout:    {} ({})", model.layout(), model.layout().description());
+    println!(
+        "layout:    {} ({})",
+        model.layout(),
+        model.layout().description()
+    );
     println!(
         "config:    n_layer {} | n_head {} | n_embd {} (head_dim {}) | n_positions {} | vocab_size {} | eos {}",
         config.n_layer,
@@ -292,9 +302,15 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
     println!("runtime:   {}", runtime.library_path().display());
     for (path, signature) in model.graphs() {
         println!("graph:     {}", path.display());
-        for (kind, list) in [("input ", &signature.inputs), ("output", &signature.outputs)] {
+        for (kind, list) in [
+            ("input ", &signature.inputs),
+            ("output", &signature.outputs),
+        ] {
             for tensor in list {
-                println!("  {kind}  {:<28} {:<8} {:?}", tensor.name, tensor.element_type, tensor.shape);
+                println!(
+                    "  {kind}  {:<28} {:<8} {:?}",
+                    tensor.name, tensor.element_type, tensor.shape
+                );
             }
         }
     }

@@ -138,7 +138,11 @@ pub struct Generator<'m> {
 
 impl<'m> Generator<'m> {
     /// Prepare a batch. Each prompt is a list of ids; an empty one starts from `bos_token_id`.
-    pub fn new(model: &'m Model, prompts: Vec<Vec<u32>>, config: &GenerationConfig) -> Result<Generator<'m>> {
+    pub fn new(
+        model: &'m Model,
+        prompts: Vec<Vec<u32>>,
+        config: &GenerationConfig,
+    ) -> Result<Generator<'m>> {
         let n_positions = model.config().n_positions;
         if prompts.is_empty() {
             return Err(Error::InvalidOption {
@@ -177,7 +181,9 @@ impl<'m> Generator<'m> {
             }
             model.check_ids(&prompt)?;
             if config.truncate_prompt {
-                let room = n_positions.saturating_sub(config.max_new_tokens.unwrap_or(1)).max(1);
+                let room = n_positions
+                    .saturating_sub(config.max_new_tokens.unwrap_or(1))
+                    .max(1);
                 if prompt.len() > room {
                     prompt.drain(..prompt.len() - room);
                 }
@@ -267,11 +273,18 @@ impl<'m> Generator<'m> {
         self.attention_mask.clear();
         self.position_ids.clear();
         if !self.started {
-            let width = self.rows.iter().map(|row| row.prompt.len()).max().unwrap_or(0);
+            let width = self
+                .rows
+                .iter()
+                .map(|row| row.prompt.len())
+                .max()
+                .unwrap_or(0);
             for row in &mut self.rows {
                 let padding = width - row.prompt.len();
-                row.fed_ids.extend(std::iter::repeat_n(i64::from(self.pad), padding));
-                row.fed_ids.extend(row.prompt.iter().map(|&id| i64::from(id)));
+                row.fed_ids
+                    .extend(std::iter::repeat_n(i64::from(self.pad), padding));
+                row.fed_ids
+                    .extend(row.prompt.iter().map(|&id| i64::from(id)));
                 row.mask.extend(std::iter::repeat_n(0, padding));
                 row.mask.extend(std::iter::repeat_n(1, row.prompt.len()));
             }
@@ -279,7 +292,12 @@ impl<'m> Generator<'m> {
             for row in &mut self.rows {
                 // Stopped rows keep stepping with padding so the batch stays rectangular, as in
                 // Hugging Face; their outputs are ignored.
-                let next = row.generated.last().copied().filter(|_| row.stop.is_none()).unwrap_or(self.pad);
+                let next = row
+                    .generated
+                    .last()
+                    .copied()
+                    .filter(|_| row.stop.is_none())
+                    .unwrap_or(self.pad);
                 row.fed_ids.push(i64::from(next));
                 row.mask.push(1);
             }
@@ -288,7 +306,8 @@ impl<'m> Generator<'m> {
         let width = self.rows[0].mask.len();
         let seq = if full { width } else { 1 };
         for row in &self.rows {
-            self.input_ids.extend_from_slice(&row.fed_ids[width - seq..]);
+            self.input_ids
+                .extend_from_slice(&row.fed_ids[width - seq..]);
             self.attention_mask.extend_from_slice(&row.mask);
             // Hugging Face: position_ids = cumsum(attention_mask) - 1, set to 1 where masked.
             if full {
@@ -316,7 +335,8 @@ impl<'m> Generator<'m> {
             let token = argmax(logits);
             row.generated.push(token);
             self.text_buf.clear();
-            row.decoder.push_into(tokenizer, token, &mut self.text_buf)?;
+            row.decoder
+                .push_into(tokenizer, token, &mut self.text_buf)?;
             if self.eos.contains(&token) {
                 row.stop = Some(StopReason::Eos);
             } else if row.generated.len() >= row.budget {
@@ -396,7 +416,11 @@ impl Model {
 
     /// Generate for several prompts at once (left-padded batch); each result equals running that
     /// prompt alone.
-    pub fn generate_batch(&self, prompts: &[&str], config: &GenerationConfig) -> Result<Vec<Generation>> {
+    pub fn generate_batch(
+        &self,
+        prompts: &[&str],
+        config: &GenerationConfig,
+    ) -> Result<Vec<Generation>> {
         let ids = prompts
             .iter()
             .map(|prompt| self.tokenizer().encode(prompt))

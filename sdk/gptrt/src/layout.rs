@@ -82,7 +82,10 @@ pub struct Signature {
 }
 
 pub(crate) fn past_name(layer: usize, key: bool) -> String {
-    format!("past_key_values.{layer}.{}", if key { "key" } else { "value" })
+    format!(
+        "past_key_values.{layer}.{}",
+        if key { "key" } else { "value" }
+    )
 }
 
 pub(crate) fn present_name(layer: usize, key: bool) -> String {
@@ -215,8 +218,8 @@ impl Signature {
                     )));
                 }
                 has_logits = true;
-            } else if let Some(slot) = (0..config.n_layer * 2)
-                .find(|slot| present_name(slot / 2, slot % 2 == 0) == name)
+            } else if let Some(slot) =
+                (0..config.n_layer * 2).find(|slot| present_name(slot / 2, slot % 2 == 0) == name)
             {
                 check_kv_shape(name, &shape, config).map_err(layout_error)?;
                 has_present[slot] = true;
@@ -252,14 +255,21 @@ impl Signature {
     }
 }
 
-fn check_kv_shape(name: &str, shape: &[i64], config: &ModelConfig) -> std::result::Result<(), String> {
+fn check_kv_shape(
+    name: &str,
+    shape: &[i64],
+    config: &ModelConfig,
+) -> std::result::Result<(), String> {
     if shape.len() != 4 {
         return Err(format!(
             "`{name}` has rank {}, expected [batch, heads, sequence, head_dim]",
             shape.len()
         ));
     }
-    for (axis, what, wanted) in [(1, "n_head", config.n_head), (3, "n_embd / n_head", config.head_dim())] {
+    for (axis, what, wanted) in [
+        (1, "n_head", config.n_head),
+        (3, "n_embd / n_head", config.head_dim()),
+    ] {
         if shape[axis] > 0 && shape[axis] as usize != wanted {
             return Err(format!(
                 "`{name}` has dimension {axis} = {} but config.json gives {what} = {wanted}",

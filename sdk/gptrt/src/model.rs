@@ -39,7 +39,9 @@ impl Graph {
 
     fn session(&self) -> MutexGuard<'_, Session> {
         // A panic while running a graph leaves the session itself intact.
-        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -107,7 +109,10 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
         (dir, path.to_path_buf())
     } else {
         let candidates = [MERGED_FILE, SINGLE_FILE, PROMPT_FILE];
-        let named = candidates.iter().map(|name| path.join(name)).find(|p| p.is_file());
+        let named = candidates
+            .iter()
+            .map(|name| path.join(name))
+            .find(|p| p.is_file());
         let first = match named {
             Some(first) => first,
             None => {
@@ -247,7 +252,10 @@ impl Model {
 
     /// Check that every id is inside the vocabulary.
     pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+        match ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
             Some(&id) => Err(Error::InvalidToken {
                 id,
                 vocab_size: self.config.vocab_size,
@@ -297,7 +305,12 @@ impl Model {
 
     /// Run one step. On return `logits` holds `[batch, vocab]` (the last position of each row) and
     /// `cache` holds the graph's `present` outputs (layouts with a cache).
-    pub(crate) fn forward(&self, input: &StepInput<'_>, cache: &mut KvCache, logits: &mut Vec<f32>) -> Result<()> {
+    pub(crate) fn forward(
+        &self,
+        input: &StepInput<'_>,
+        cache: &mut KvCache,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
         let first_step = cache.is_empty();
         let graph = match (&self.step_graph, first_step) {
             (Some(step), false) => step,
@@ -309,10 +322,13 @@ impl Model {
         let (batch, seq) = (input.batch, input.seq);
         let past_len = input.attention_mask.len() / batch - seq;
 
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(signature.inputs.len());
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(signature.inputs.len());
         inputs.push((
             "input_ids".into(),
-            TensorRef::from_array_view(([batch, seq], input.input_ids)).map_err(ort_err)?.into(),
+            TensorRef::from_array_view(([batch, seq], input.input_ids))
+                .map_err(ort_err)?
+                .into(),
         ));
         if signature.has_attention_mask {
             inputs.push((
@@ -325,7 +341,9 @@ impl Model {
         if signature.has_position_ids {
             inputs.push((
                 "position_ids".into(),
-                TensorRef::from_array_view(([batch, seq], input.position_ids)).map_err(ort_err)?.into(),
+                TensorRef::from_array_view(([batch, seq], input.position_ids))
+                    .map_err(ort_err)?
+                    .into(),
             ));
         }
         if signature.has_use_cache_branch {
@@ -349,14 +367,20 @@ impl Model {
 
         let mut session = graph.session();
         let mut outputs = session.run(inputs).map_err(ort_err)?;
-        let logits_value = outputs.get("logits").ok_or_else(|| Error::UnexpectedOutput {
-            tensor: "logits".to_string(),
-            message: "missing from the run's outputs".to_string(),
-        })?;
+        let logits_value = outputs
+            .get("logits")
+            .ok_or_else(|| Error::UnexpectedOutput {
+                tensor: "logits".to_string(),
+                message: "missing from the run's outputs".to_string(),
+            })?;
         let (shape, data) = logits_value.try_extract_tensor::<f32>().map_err(ort_err)?;
         let vocab = self.config.vocab_size;
         let out_seq = shape.get(1).copied().unwrap_or(-1);
-        if shape.len() != 3 || shape[0] as usize != batch || shape[2] as usize != vocab || out_seq < 1 {
+        if shape.len() != 3
+            || shape[0] as usize != batch
+            || shape[2] as usize != vocab
+            || out_seq < 1
+        {
             return Err(Error::UnexpectedOutput {
                 tensor: "logits".to_string(),
                 message: format!("shape {shape:?}, expected [{batch}, {seq}, {vocab}]"),
@@ -372,10 +396,12 @@ impl Model {
             cache.values.clear();
             for slot in 0..self.config.n_layer * 2 {
                 let name = present_name(slot / 2, slot % 2 == 0);
-                let value = outputs.remove(&name).ok_or_else(|| Error::UnexpectedOutput {
-                    tensor: name.clone(),
-                    message: "missing from the run's outputs".to_string(),
-                })?;
+                let value = outputs
+                    .remove(&name)
+                    .ok_or_else(|| Error::UnexpectedOutput {
+                        tensor: name.clone(),
+                        message: "missing from the run's outputs".to_string(),
+                    })?;
                 cache.values.push(value);
             }
         }

@@ -119,10 +119,13 @@ impl Runtime {
     /// Load ONNX Runtime (the first call in a process) and return a runtime with these options.
     ///
     /// The library is searched in this order: `options.library_path`, `$ORT_DYLIB_PATH`, the setup
-    /// folder of this repository (`.ort/`), next to the executable. The first runtime made in a
-    /// process fixes the library; later calls reuse it and only change the session options.
+    /// folder of this repository (`.ort/`), next to the executable. An explicit path (the first two)
+    /// that cannot be loaded is an error rather than a reason to look elsewhere. The first runtime
+    /// made in a process fixes the library; later calls reuse it and only change the session options.
     pub fn new(options: RuntimeOptions) -> Result<Runtime> {
-        let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = ENVIRONMENT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(environment) = slot.as_ref() {
             return Ok(Runtime {
                 environment: environment.clone(),
@@ -160,9 +163,13 @@ impl Runtime {
     /// Create an ONNX Runtime session for one graph file, with this runtime's options.
     pub(crate) fn open_session(&self, path: &Path) -> Result<Session> {
         let context = || format!("loading {}", path.display());
-        let builder = self.session_builder().map_err(|e| Error::ort(context(), e))?;
+        let builder = self
+            .session_builder()
+            .map_err(|e| Error::ort(context(), e))?;
         let mut builder = builder;
-        builder.commit_from_file(path).map_err(|e| Error::ort(context(), e))
+        builder
+            .commit_from_file(path)
+            .map_err(|e| Error::ort(context(), e))
     }
 
     fn session_builder(&self) -> std::result::Result<SessionBuilder, String> {
@@ -190,25 +197,27 @@ impl Runtime {
     }
 }
 
-/// Every place the library is looked for, in order, with where each candidate came from.
+/// Every place the library is looked for, in order, with where each candidate came from. An
+/// explicit path (options, then `$ORT_DYLIB_PATH`) is the only candidate when given: a wrong explicit
+/// path is reported, never silently replaced by another library.
 fn library_candidates(options: &RuntimeOptions) -> Vec<(String, PathBuf)> {
-    let mut candidates = Vec::new();
     if let Some(path) = &options.library_path {
-        candidates.push(("runtime options library_path".to_string(), path.clone()));
+        return vec![("runtime options library_path".to_string(), path.clone())];
     }
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        candidates.push(("$ORT_DYLIB_PATH".to_string(), PathBuf::from(path)));
+        return vec![("$ORT_DYLIB_PATH".to_string(), PathBuf::from(path))];
     }
-    candidates.push((
+    let mut candidates = vec![(
         "setup folder".to_string(),
         setup_library_dir().join(ONNXRUNTIME_LIBRARY),
-    ));
+    )];
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
-        candidates.push(("next to the executable".to_string(), dir.join(ONNXRUNTIME_LIBRARY)));
-        candidates.push(("next to the executable".to_string(), dir.join("libonnxruntime.so")));
+        for name in [ONNXRUNTIME_LIBRARY, "libonnxruntime.so"] {
+            candidates.push(("next to the executable".to_string(), dir.join(name)));
+        }
     }
     candidates
 }

@@ -68,9 +68,9 @@ impl Tokenizer {
                 vocab.display()
             )));
         };
-        let bpe = BPE::from_file(vocab_str, merges_str)
-            .build()
-            .map_err(|e| Error::Tokenizer(format!("{} / {}: {e}", vocab.display(), merges.display())))?;
+        let bpe = BPE::from_file(vocab_str, merges_str).build().map_err(|e| {
+            Error::Tokenizer(format!("{} / {}: {e}", vocab.display(), merges.display()))
+        })?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
@@ -222,7 +222,12 @@ impl StreamDecoder {
             }
             let at_end = consumed + invalid.len() == self.pending.len();
             // An invalid tail may still be the start of a character the next token completes.
-            if at_end && std::str::from_utf8(invalid).err().and_then(|e| e.error_len()).is_none() {
+            if at_end
+                && std::str::from_utf8(invalid)
+                    .err()
+                    .and_then(|e| e.error_len())
+                    .is_none()
+            {
                 break;
             }
             text.push(char::REPLACEMENT_CHARACTER);

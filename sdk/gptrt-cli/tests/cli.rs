@@ -1,0 +1,299 @@
+//! The `gptrt` command end to end: output formats and every bad input the foundation issue lists.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(layout: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/fixtures/tiny-random-gpt2")
+        .join(layout)
+}
+
+fn gptrt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gptrt"))
+        .args(args)
+        .env_remove("GPTRT_MODEL")
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("gptrt runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn model_arg(layout: &str) -> String {
+    fixture(layout).display().to_string()
+}
+
+/// A failing run: non-zero exit, no panic, an error that contains every `needle`.
+fn assert_fails(output: &Output, needles: &[&str]) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "expected failure, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "missing {needle:?} in: {err}");
+    }
+}
+
+#[test]
+fn generate_json_has_every_field() {
+    let model = model_arg("merged");
+    let out = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "Hello world",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["prompt_token_ids"], serde_json::json!([15496, 995]));
+    let ids = json["token_ids"].as_array().unwrap();
+    assert!(!ids.is_empty() && ids.len() <= 8);
+    assert_eq!(json["layout"], "merged");
+    assert_eq!(json["provider"], "CPUExecutionProvider");
+    assert!(json["stop_reason"] == "max_new_tokens" || json["stop_reason"] == "eos");
+    assert!(json["text"].is_string());
+    assert!(json["prompt_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["decode_tokens_per_second"].as_f64().is_some());
+}
+
+#[test]
+fn generate_streams_text_and_prints_a_summary() {
+    let model = model_arg("single");
+    let json = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "Once upon a time",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ]);
+    let expected: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let out = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "Once upon a time",
+        "--max-new-tokens",
+        "6",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!("Once upon a time{}\n", expected["text"].as_str().unwrap())
+    );
+    let summary = stderr(&out);
+    for needle in [
+        "tok/s",
+        "provider: CPUExecutionProvider",
+        "layout: single",
+        "stop:",
+    ] {
+        assert!(summary.contains(needle), "{needle} in {summary}");
+    }
+}
+
+#[test]
+fn generate_reads_a_prompt_file() {
+    let path = std::env::temp_dir().join(format!("gptrt-prompt-{}.txt", std::process::id()));
+    std::fs::write(&path, "Hello world").unwrap();
+    let model = model_arg("single");
+    let out = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt-file",
+        path.to_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["prompt_token_ids"], serde_json::json!([15496, 995]));
+
+    std::fs::write(&path, b"caf\xe9 latin-1").unwrap();
+    let out = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &out,
+        &["not valid UTF-8", "offset 3", path.to_str().unwrap()],
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn tokenize_json() {
+    let model = model_arg("single");
+    let out = gptrt(&[
+        "tokenize",
+        "--model",
+        &model,
+        "--text",
+        "Once upon a time",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json, serde_json::json!({"ids": [7454, 2402, 257, 640]}));
+}
+
+#[test]
+fn inspect_reports_layout_dimensions_and_tensors() {
+    let out = gptrt(&["inspect", "--model", &model_arg("split")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "layout:    split",
+        "n_layer 2",
+        "decoder_with_past_model.onnx",
+        "past_key_values.1.value",
+        "present.0.key",
+        "CPUExecutionProvider",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    let out = gptrt(&["inspect", "--model", &model_arg("nopast"), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["layout"], "no-past");
+    assert_eq!(json["config"]["n_head"], 4);
+}
+
+#[test]
+fn bad_model_paths() {
+    assert_fails(
+        &gptrt(&["generate", "--model", "/nonexistent/model", "--prompt", "x"]),
+        &["/nonexistent/model", "does not exist"],
+    );
+    let empty = std::env::temp_dir().join(format!("gptrt-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails(
+        &gptrt(&["inspect", "--model", empty.to_str().unwrap()]),
+        &["0 ONNX graph(s) found"],
+    );
+    std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[test]
+fn bad_generation_values() {
+    let model = model_arg("single");
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "-5",
+        ]),
+        &["-5"],
+    );
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "0",
+        ]),
+        &["max_new_tokens", "at least 1"],
+    );
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "99999999999",
+        ]),
+        &["max_new_tokens", "context window"],
+    );
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "lots",
+        ]),
+        &["--max-new-tokens", "lots"],
+    );
+    let long = "word ".repeat(400);
+    assert_fails(
+        &gptrt(&["generate", "--model", &model, "--prompt", &long]),
+        &["context window", "--truncate"],
+    );
+    let ok = gptrt(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        &long,
+        "--truncate",
+        "--max-new-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn unknown_flags_and_missing_prompt() {
+    let out = gptrt(&[
+        "generate",
+        "--model",
+        &model_arg("single"),
+        "--prompt",
+        "x",
+        "--tempreature",
+        "0.5",
+    ]);
+    assert_fails(&out, &["--tempreature"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_fails(
+        &gptrt(&["generate", "--model", &model_arg("single")]),
+        &["--prompt"],
+    );
+}
+
+#[test]
+fn an_explicit_onnx_runtime_path_that_is_wrong() {
+    let out = gptrt(&[
+        "inspect",
+        "--model",
+        &model_arg("single"),
+        "--ort-library",
+        "/nonexistent/libonnxruntime.so",
+    ]);
+    assert_fails(
+        &out,
+        &["/nonexistent/libonnxruntime.so", "scripts/setup.sh"],
+    );
+}
