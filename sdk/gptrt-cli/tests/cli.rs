@@ -50,7 +50,7 @@ fn generate_json_has_every_field() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim().lines().count(),
         1,
@@ -92,7 +92,7 @@ fn generate_streams_text_and_prints_a_summary() {
         "6",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout,
         format!("Once upon a time{}\n", expected["text"].as_str().unwrap())
@@ -162,7 +162,7 @@ fn tokenize_json() {
 fn inspect_reports_layout_dimensions_and_tensors() {
     let out = gptrt(&["inspect", "--model", &model_arg("split")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "layout:    split",
         "n_layer 2",
