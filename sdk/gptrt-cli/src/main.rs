@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand};
 use gptrt::{GenerationConfig, Model, Runtime, RuntimeOptions, Tokenizer};
 use serde_json::json;
 
+/// `println!` that treats a closed stdout (e.g. `| head`) as the reader being done, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "gptrt",
@@ -27,6 +35,28 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Show a model folder's detected layout, dimensions, inputs and outputs.
     Inspect(InspectArgs),
+    /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Prompt text (its token count is the prompt length).
+    #[arg(long, default_value = "Once upon a time")]
+    prompt: String,
+    /// Tokens to decode per run.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    new_tokens: usize,
+    /// Timed runs after one untimed warm-up run; the best and the median are reported.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    runs: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -137,6 +167,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Tokenize(args) => tokenize(args),
         Command::Inspect(args) => inspect(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -218,9 +249,9 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
             "decode_seconds": stats.decode_seconds,
             "decode_tokens_per_second": stats.decode_tokens_per_second(),
         });
-        println!("{output}");
+        say!("{output}");
     } else {
-        println!();
+        say!();
         eprintln!(
             "[{} tokens | prompt {} tok at {:.0} tok/s | decode {:.1} tok/s | stop: {} | provider: {} | layout: {}]",
             result.token_ids.len(),
@@ -239,11 +270,11 @@ fn tokenize(args: TokenizeArgs) -> Result<(), String> {
     let tokenizer = Tokenizer::from_dir(&args.model.dir()?).map_err(|e| e.to_string())?;
     let ids = tokenizer.encode(&args.text).map_err(|e| e.to_string())?;
     if args.json {
-        println!("{}", json!({ "ids": ids }));
+        say!("{}", json!({ "ids": ids }));
     } else {
         for id in ids {
             let piece = tokenizer.token_bytes(id).map_err(|e| e.to_string())?;
-            println!("{id}\t{:?}", String::from_utf8_lossy(piece));
+            say!("{id}\t{:?}", String::from_utf8_lossy(piece));
         }
     }
     Ok(())
@@ -279,16 +310,16 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
             "onnxruntime_library": runtime.library_path().display().to_string(),
             "graphs": graphs,
         });
-        println!("{output}");
+        say!("{output}");
         return Ok(());
     }
-    println!("model:     {}", model.dir().display());
-    println!(
+    say!("model:     {}", model.dir().display());
+    say!(
         "layout:    {} ({})",
         model.layout(),
         model.layout().description()
     );
-    println!(
+    say!(
         "config:    n_layer {} | n_head {} | n_embd {} (head_dim {}) | n_positions {} | vocab_size {} | eos {}",
         config.n_layer,
         config.n_head,
@@ -298,21 +329,96 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
         config.vocab_size,
         config.eos_token_id
     );
-    println!("provider:  {}", model.provider());
-    println!("runtime:   {}", runtime.library_path().display());
+    say!("provider:  {}", model.provider());
+    say!("runtime:   {}", runtime.library_path().display());
     for (path, signature) in model.graphs() {
-        println!("graph:     {}", path.display());
+        say!("graph:     {}", path.display());
         for (kind, list) in [
             ("input ", &signature.inputs),
             ("output", &signature.outputs),
         ] {
             for tensor in list {
-                println!(
+                say!(
                     "  {kind}  {:<28} {:<8} {:?}",
-                    tensor.name, tensor.element_type, tensor.shape
+                    tensor.name,
+                    tensor.element_type,
+                    tensor.shape
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.runs == 0 {
+        return Err("--runs must be at least 1".to_string());
+    }
+    let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let config = GenerationConfig {
+        max_new_tokens: Some(args.new_tokens),
+        // No end token: every run decodes exactly --new-tokens tokens.
+        eos_token_id: Some(gptrt::TokenIds::Many(Vec::new())),
+        ..GenerationConfig::default()
+    };
+    let mut runs = Vec::with_capacity(args.runs);
+    for run in 0..=args.runs {
+        let out = model
+            .generate(&args.prompt, &config)
+            .map_err(|e| e.to_string())?;
+        if run > 0 {
+            runs.push(out);
+        }
+    }
+    let mut decode: Vec<f64> = runs
+        .iter()
+        .map(|r| r.stats.decode_tokens_per_second())
+        .collect();
+    let mut prompt: Vec<f64> = runs
+        .iter()
+        .map(|r| r.stats.prompt_tokens_per_second())
+        .collect();
+    decode.sort_by(f64::total_cmp);
+    prompt.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v[v.len() / 2];
+    let best = |v: &[f64]| v[v.len() - 1];
+    let first = &runs[0];
+    if args.json {
+        let output = json!({
+            "model": model.dir().display().to_string(),
+            "layout": model.layout().name(),
+            "provider": model.provider(),
+            "threads": args.runtime.threads,
+            "prompt_tokens": first.prompt_token_ids.len(),
+            "new_tokens": first.token_ids.len(),
+            "runs": args.runs,
+            "prompt_tokens_per_second_best": best(&prompt),
+            "prompt_tokens_per_second_median": median(&prompt),
+            "decode_tokens_per_second_best": best(&decode),
+            "decode_tokens_per_second_median": median(&decode),
+        });
+        say!("{output}");
+    } else {
+        say!(
+            "{} ({} layout, {}): prompt {} tokens, {} new tokens, {} runs",
+            model.dir().display(),
+            model.layout(),
+            model.provider(),
+            first.prompt_token_ids.len(),
+            first.token_ids.len(),
+            args.runs
+        );
+        say!(
+            "  prompt: best {:.1} tok/s, median {:.1} tok/s",
+            best(&prompt),
+            median(&prompt)
+        );
+        say!(
+            "  decode: best {:.1} tok/s, median {:.1} tok/s",
+            best(&decode),
+            median(&decode)
+        );
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ pub enum OptimizationLevel {
 pub struct RuntimeOptions {
     /// Explicit path to the ONNX Runtime shared library; searched first.
     pub library_path: Option<PathBuf>,
-    /// Threads used inside one operator (0 = ONNX Runtime's choice: one per core).
+    /// Threads used inside one operator (0 = one per available core).
     pub intra_threads: usize,
     /// Threads used across independent operators (0 = ONNX Runtime's choice).
     pub inter_threads: usize,
@@ -183,11 +183,14 @@ impl Runtime {
             .map_err(|e| e.to_string())?
             .with_optimization_level(level)
             .map_err(|e| e.to_string())?;
-        if self.options.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(self.options.intra_threads)
-                .map_err(|e| e.to_string())?;
-        }
+        // ONNX Runtime's own default measured 15-60% slower decode here than one thread per core.
+        let intra_threads = match self.options.intra_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        builder = builder
+            .with_intra_threads(intra_threads)
+            .map_err(|e| e.to_string())?;
         if self.options.inter_threads > 0 {
             builder = builder
                 .with_inter_threads(self.options.inter_threads)
