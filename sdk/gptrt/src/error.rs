@@ -82,6 +82,14 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// A sampler of the chain failed or misbehaved.
+    #[error("sampler `{sampler}`: {message}")]
+    Sampler {
+        /// The sampler's name.
+        sampler: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {

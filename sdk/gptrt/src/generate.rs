@@ -5,7 +5,10 @@ use std::time::Instant;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model, StepInput};
+use crate::sampling::{SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why a sequence stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +22,12 @@ pub enum StopReason {
     ContextFull,
     /// The token callback returned `false`.
     Callback,
+    /// A stop string appeared in the generated text (see [`Generation::stop_string`]).
+    StopString,
+    /// `max_time` ran out.
+    MaxTime,
+    /// [`CancelToken::cancel`] was called.
+    Cancelled,
 }
 
 impl StopReason {
@@ -29,6 +38,9 @@ impl StopReason {
             StopReason::MaxNewTokens => "max_new_tokens",
             StopReason::ContextFull => "context_full",
             StopReason::Callback => "callback",
+            StopReason::StopString => "stop_string",
+            StopReason::MaxTime => "max_time",
+            StopReason::Cancelled => "cancelled",
         }
     }
 }
@@ -94,30 +106,133 @@ pub struct Generation {
     pub text: String,
     /// Why generation stopped.
     pub stop_reason: StopReason,
+    /// The stop string that ended generation, when `stop_reason` is `StopString`.
+    pub stop_string: Option<String>,
+    /// Per-token log-probabilities, when `logprobs` was requested.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+    /// The sampling seed used (when sampling), so the run can be repeated.
+    pub seed: Option<u64>,
     /// Timing of the call (shared by all rows of a batch).
     pub stats: GenerationStats,
 }
 
+/// Log-probability of a generated token under the model (log-softmax of the raw logits, before
+/// any processor), with the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The chosen token.
+    pub token_id: u32,
+    /// Its natural-log probability.
+    pub logprob: f32,
+    /// The `logprobs` most likely tokens and their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Stops a generation from another thread; it takes effect at the next token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+    /// Ask the generation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds back generated text that could be the start of a stop string, so streamed text never
+/// contains one.
+#[derive(Debug, Clone, Default)]
+struct StopFilter {
+    stops: Vec<String>,
+    held: String,
+}
+
+impl StopFilter {
+    /// Add text; append what is safe to emit to `out`; return the index of a matched stop string.
+    fn push(&mut self, text: &str, out: &mut String) -> Option<usize> {
+        self.held.push_str(text);
+        let found = self
+            .stops
+            .iter()
+            .enumerate()
+            .filter_map(|(index, stop)| self.held.find(stop.as_str()).map(|at| (at, index)))
+            .min();
+        if let Some((at, index)) = found {
+            out.push_str(&self.held[..at]);
+            self.held.clear();
+            return Some(index);
+        }
+        // Keep the longest tail that some stop string starts with.
+        let keep = self
+            .held
+            .char_indices()
+            .map(|(at, _)| at)
+            .find(|&at| {
+                self.stops
+                    .iter()
+                    .any(|stop| stop.starts_with(&self.held[at..]))
+            })
+            .unwrap_or(self.held.len());
+        out.push_str(&self.held[..keep]);
+        self.held.drain(..keep);
+        None
+    }
+
+    fn finish(&mut self, out: &mut String) {
+        out.push_str(&self.held);
+        self.held.clear();
+    }
+}
+
 struct Row {
-    prompt: Vec<u32>,
-    generated: Vec<u32>,
+    /// Prompt then generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
     /// Ids fed so far, left padding included.
     fed_ids: Vec<i64>,
     mask: Vec<i64>,
     text: String,
     decoder: StreamDecoder,
-    budget: usize,
+    stop_filter: StopFilter,
+    stop_string: Option<String>,
+    chain: SamplerChain,
+    seed: Option<u64>,
+    logprobs: Option<Vec<TokenLogprob>>,
+    /// Total length at which this row ends (prompt + budget, capped by the context window).
+    max_length: usize,
+    /// Prompt length + new-token budget.
+    budget_end: usize,
     stop: Option<StopReason>,
 }
 
 impl Row {
-    fn len(&self) -> usize {
-        self.prompt.len() + self.generated.len()
+    fn generated(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
     }
     /// Position of the next fed token: the count of real tokens before it.
     fn next_position(&self) -> i64 {
         self.mask.iter().sum::<i64>() - 1
     }
+}
+
+/// A seed for runs that did not ask for one: time and a process-wide counter, hashed.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
 }
 
 /// A batch of sequences in flight: tokens, KV cache, stop state. Advance it with [`Generator::step`].
@@ -134,15 +249,29 @@ pub struct Generator<'m> {
     text_buf: String,
     stats: GenerationStats,
     started: bool,
+    began: Option<Instant>,
+    max_time: Option<f64>,
+    logprobs: Option<usize>,
+    cancel: CancelToken,
 }
 
 impl<'m> Generator<'m> {
     /// Prepare a batch. Each prompt is a list of ids; an empty one starts from `bos_token_id`.
+    /// With sampling and `num_return_sequences` > 1, each prompt becomes that many rows, seeded
+    /// `seed`, `seed + 1`, ...
     pub fn new(
         model: &'m Model,
         prompts: Vec<Vec<u32>>,
         config: &GenerationConfig,
     ) -> Result<Generator<'m>> {
+        config.validate()?;
+        if config.num_beams > 1 {
+            return Err(Error::InvalidOption {
+                field: "num_beams",
+                message: "beam search runs through Model::generate_beams, not a Generator"
+                    .to_string(),
+            });
+        }
         let n_positions = model.config().n_positions;
         if prompts.is_empty() {
             return Err(Error::InvalidOption {
@@ -173,8 +302,22 @@ impl<'m> Generator<'m> {
         let pad = config.pad_token_id.or(eos.first().copied()).unwrap_or(bos);
         model.check_ids(&eos)?;
         model.check_ids(&[bos, pad])?;
+        model.check_ids(&config.token_ids())?;
+        let base_seed = config
+            .do_sample
+            .then(|| config.seed.unwrap_or_else(fresh_seed));
+        let copies = if config.do_sample {
+            config.num_return_sequences
+        } else {
+            1
+        };
+        let stops = config
+            .stop_strings
+            .as_ref()
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
 
-        let mut rows = Vec::with_capacity(prompts.len());
+        let mut rows = Vec::with_capacity(prompts.len() * copies);
         for mut prompt in prompts {
             if prompt.is_empty() {
                 prompt.push(bos);
@@ -193,17 +336,30 @@ impl<'m> Generator<'m> {
                     n_positions,
                 });
             }
-            let budget = config.new_token_budget(prompt.len());
-            rows.push(Row {
-                stop: (budget == 0).then_some(StopReason::MaxNewTokens),
-                prompt,
-                generated: Vec::new(),
-                fed_ids: Vec::new(),
-                mask: Vec::new(),
-                text: String::new(),
-                decoder: StreamDecoder::new(),
-                budget,
-            });
+            let prompt_len = prompt.len();
+            let budget = config.new_token_budget(prompt_len);
+            for copy in 0..copies {
+                let seed = base_seed.map(|seed| seed.wrapping_add(copy as u64));
+                rows.push(Row {
+                    stop: (budget == 0).then_some(StopReason::MaxNewTokens),
+                    tokens: prompt.clone(),
+                    prompt_len,
+                    fed_ids: Vec::new(),
+                    mask: Vec::new(),
+                    text: String::new(),
+                    decoder: StreamDecoder::new(),
+                    stop_filter: StopFilter {
+                        stops: stops.clone(),
+                        held: String::new(),
+                    },
+                    stop_string: None,
+                    chain: SamplerChain::from_config(config, &eos, seed.unwrap_or(0), 1),
+                    seed,
+                    logprobs: config.logprobs.map(|_| Vec::new()),
+                    max_length: (prompt_len + budget).min(n_positions),
+                    budget_end: prompt_len + budget,
+                });
+            }
         }
         Ok(Generator {
             model,
@@ -218,7 +374,31 @@ impl<'m> Generator<'m> {
             text_buf: String::new(),
             stats: GenerationStats::default(),
             started: false,
+            began: None,
+            max_time: config.max_time,
+            logprobs: config.logprobs,
+            cancel: CancelToken::new(),
         })
+    }
+
+    /// Replace a row's sampler chain (for chains built by hand or with plugin samplers).
+    pub fn set_chain(&mut self, row: usize, chain: SamplerChain) -> Result<()> {
+        let slot = self.rows.get_mut(row).ok_or(Error::InvalidOption {
+            field: "row",
+            message: format!("row {row} does not exist"),
+        })?;
+        slot.chain = chain;
+        Ok(())
+    }
+
+    /// A handle that stops this generation from any thread.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Use this cancel token instead of the generator's own.
+    pub fn set_cancel_token(&mut self, token: CancelToken) {
+        self.cancel = token;
     }
 
     /// Whether every sequence has stopped.
@@ -226,21 +406,21 @@ impl<'m> Generator<'m> {
         self.rows.iter().all(|row| row.stop.is_some())
     }
 
-    /// Run one forward pass and pick the next token of every active sequence (greedy), calling
-    /// `on_token` for each. Returning `false` from it stops that sequence. Returns `true` while
-    /// any sequence is still active.
+    /// Run one forward pass and pick the next token of every active sequence, calling `on_token`
+    /// for each. Returning `false` from it stops that sequence. Returns `true` while any sequence
+    /// is still active.
     pub fn step(&mut self, on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
         if self.is_done() {
             return Ok(false);
         }
-        let width = self.rows[0].mask.len();
-        if self.started && width >= self.model.config().n_positions {
+        if !self.started && self.cancel.is_cancelled() {
             for row in self.rows.iter_mut().filter(|row| row.stop.is_none()) {
-                row.stop = Some(StopReason::ContextFull);
+                row.stop = Some(StopReason::Cancelled);
             }
             return Ok(false);
         }
         let began = Instant::now();
+        self.began.get_or_insert(began);
         let input = self.prepare_input();
         self.model.forward(
             &StepInput {
@@ -260,7 +440,7 @@ impl<'m> Generator<'m> {
             self.stats.decode_tokens += active;
             self.stats.decode_seconds += seconds;
         } else {
-            self.stats.prompt_tokens = self.rows.iter().map(|row| row.prompt.len()).sum();
+            self.stats.prompt_tokens = self.rows.iter().map(|row| row.prompt_len).sum();
             self.stats.prompt_seconds = seconds;
             self.started = true;
         }
@@ -276,28 +456,26 @@ impl<'m> Generator<'m> {
             let width = self
                 .rows
                 .iter()
-                .map(|row| row.prompt.len())
+                .map(|row| row.prompt_len)
                 .max()
                 .unwrap_or(0);
             for row in &mut self.rows {
-                let padding = width - row.prompt.len();
+                let padding = width - row.prompt_len;
                 row.fed_ids
                     .extend(std::iter::repeat_n(i64::from(self.pad), padding));
                 row.fed_ids
-                    .extend(row.prompt.iter().map(|&id| i64::from(id)));
+                    .extend(row.tokens.iter().map(|&id| i64::from(id)));
                 row.mask.extend(std::iter::repeat_n(0, padding));
-                row.mask.extend(std::iter::repeat_n(1, row.prompt.len()));
+                row.mask.extend(std::iter::repeat_n(1, row.prompt_len));
             }
         } else {
             for row in &mut self.rows {
                 // Stopped rows keep stepping with padding so the batch stays rectangular, as in
                 // Hugging Face; their outputs are ignored.
-                let next = row
-                    .generated
-                    .last()
-                    .copied()
-                    .filter(|_| row.stop.is_none())
-                    .unwrap_or(self.pad);
+                let next = match row.stop {
+                    None => row.tokens.last().copied().unwrap_or(self.pad),
+                    Some(_) => self.pad,
+                };
                 row.fed_ids.push(i64::from(next));
                 row.mask.push(1);
             }
@@ -326,33 +504,76 @@ impl<'m> Generator<'m> {
     fn select_tokens(&mut self, on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
         let vocab = self.model.config().vocab_size;
         let n_positions = self.model.config().n_positions;
+        // The batch can take one more step only while its shared width fits the window.
+        let window_full = self.rows[0].mask.len() >= n_positions;
+        let out_of_time = self
+            .max_time
+            .zip(self.began)
+            .is_some_and(|(limit, began)| began.elapsed().as_secs_f64() >= limit);
+        let cancelled = self.cancel.is_cancelled();
         let tokenizer = self.model.tokenizer();
         for (index, row) in self.rows.iter_mut().enumerate() {
             if row.stop.is_some() {
                 continue;
             }
             let logits = &self.logits[index * vocab..(index + 1) * vocab];
-            let token = argmax(logits);
-            row.generated.push(token);
+            let context = SamplerContext {
+                tokens: &row.tokens,
+                prompt_len: row.prompt_len,
+                max_length: row.max_length,
+            };
+            let token = row.chain.sample(logits, &context)?;
+            if token as usize >= vocab {
+                return Err(Error::Sampler {
+                    sampler: row
+                        .chain
+                        .names()
+                        .last()
+                        .copied()
+                        .unwrap_or("chain")
+                        .to_string(),
+                    message: format!(
+                        "selected token {token}, outside the vocabulary (size {vocab})"
+                    ),
+                });
+            }
+            if let (Some(list), Some(n)) = (row.logprobs.as_mut(), self.logprobs) {
+                list.push(token_logprob(logits, token, n));
+            }
+            row.tokens.push(token);
             self.text_buf.clear();
-            row.decoder
-                .push_into(tokenizer, token, &mut self.text_buf)?;
-            if self.eos.contains(&token) {
+            let mut decoded = std::mem::take(&mut self.text_buf);
+            let mut piece = String::new();
+            row.decoder.push_into(tokenizer, token, &mut piece)?;
+            if let Some(matched) = row.stop_filter.push(&piece, &mut decoded) {
+                row.stop = Some(StopReason::StopString);
+                row.stop_string = Some(row.stop_filter.stops[matched].clone());
+            } else if self.eos.contains(&token) {
                 row.stop = Some(StopReason::Eos);
-            } else if row.generated.len() >= row.budget {
+            } else if row.tokens.len() >= row.budget_end {
                 row.stop = Some(StopReason::MaxNewTokens);
-            } else if row.len() >= n_positions {
+            } else if row.tokens.len() >= n_positions || window_full {
                 row.stop = Some(StopReason::ContextFull);
+            } else if cancelled {
+                row.stop = Some(StopReason::Cancelled);
+            } else if out_of_time {
+                row.stop = Some(StopReason::MaxTime);
             }
-            if row.stop.is_some() {
-                self.text_buf.push_str(&row.decoder.finish());
+            if row.stop.is_some() && row.stop != Some(StopReason::StopString) {
+                let tail = row.decoder.finish();
+                if row.stop_filter.push(&tail, &mut decoded).is_some() {
+                    row.stop = Some(StopReason::StopString);
+                } else {
+                    row.stop_filter.finish(&mut decoded);
+                }
             }
-            row.text.push_str(&self.text_buf);
+            row.text.push_str(&decoded);
             let keep_going = on_token(&TokenEvent {
                 row: index,
                 token_id: token,
-                text: &self.text_buf,
+                text: &decoded,
             });
+            self.text_buf = decoded;
             if !keep_going && row.stop.is_none() {
                 row.stop = Some(StopReason::Callback);
             }
@@ -366,33 +587,58 @@ impl<'m> Generator<'m> {
         Ok(())
     }
 
-    /// The results, one per prompt, in order.
+    /// The results, one per row, in order.
     pub fn into_generations(self) -> Vec<Generation> {
         let stats = self.stats;
         self.rows
             .into_iter()
             .map(|row| Generation {
-                prompt_token_ids: row.prompt,
-                token_ids: row.generated,
+                token_ids: row.generated().to_vec(),
+                prompt_token_ids: {
+                    let mut tokens = row.tokens;
+                    tokens.truncate(row.prompt_len);
+                    tokens
+                },
                 text: row.text,
                 stop_reason: row.stop.unwrap_or(StopReason::MaxNewTokens),
+                stop_string: row.stop_string,
+                logprobs: row.logprobs,
+                seed: row.seed,
                 stats,
             })
             .collect()
     }
 }
 
-/// Index of the largest logit; the first one on ties, as `torch.argmax` does.
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    let mut best_value = f32::NEG_INFINITY;
-    for (index, &value) in logits.iter().enumerate() {
-        if value > best_value {
-            best = index;
-            best_value = value;
+/// Log-softmax of the raw logits at `token`, plus the `n` best alternatives.
+fn token_logprob(logits: &[f32], token: u32, n: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n);
+    if n > 0 {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        let by_logit = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        let n = n.min(order.len());
+        if n < order.len() {
+            order.select_nth_unstable_by(n - 1, by_logit);
+            order.truncate(n);
         }
+        order.sort_unstable_by(by_logit);
+        top.extend(
+            order
+                .into_iter()
+                .map(|id| (id, logits[id as usize] - log_sum)),
+        );
     }
-    best as u32
+    TokenLogprob {
+        token_id: token,
+        logprob: logits[token as usize] - log_sum,
+        top,
+    }
 }
 
 impl Model {
@@ -428,7 +674,8 @@ impl Model {
         self.generate_ids(ids, config, &mut |_| true)
     }
 
-    /// Generate from token ids (one list per sequence of the batch).
+    /// Generate from token ids (one list per sequence of the batch). With `num_beams` > 1 this is
+    /// beam search (no streaming: `on_token` is not called).
     pub fn generate_ids(
         &self,
         prompts: Vec<Vec<u32>>,

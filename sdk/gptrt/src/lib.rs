@@ -39,12 +39,14 @@ pub mod generate;
 pub mod layout;
 pub mod model;
 pub mod runtime;
+pub mod sampling;
 pub mod tokenizer;
 
-pub use config::{GenerationConfig, ModelConfig, TokenIds};
+pub use config::{EarlyStopping, GenerationConfig, ModelConfig, StopStrings, TokenIds};
 pub use error::{Error, Result};
 pub use generate::{Generation, GenerationStats, Generator, StopReason, TokenEvent};
 pub use layout::{Layout, Signature, TensorInfo};
 pub use model::Model;
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
+pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
 pub use tokenizer::{StreamDecoder, Tokenizer};
