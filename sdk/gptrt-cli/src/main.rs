@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use generation_flags::GenerationFlags;
 use gptrt::{GenerationConfig, Model, Runtime, RuntimeOptions, Tokenizer};
 use serde_json::json;
+
+mod generation_flags;
 
 /// `println!` that treats a closed stdout (e.g. `| head`) as the reader being done, not a panic.
 macro_rules! say {
@@ -89,18 +92,8 @@ struct GenerateArgs {
     /// Read the prompt from a UTF-8 file.
     #[arg(long, value_name = "FILE")]
     prompt_file: Option<PathBuf>,
-    /// Most tokens to generate (Hugging Face `max_new_tokens`; default from generation_config.json, else 20 in total).
-    #[arg(long, value_name = "N")]
-    max_new_tokens: Option<usize>,
-    /// Most tokens in prompt plus generation (Hugging Face `max_length`; used when --max-new-tokens is unset).
-    #[arg(long, value_name = "N")]
-    max_length: Option<usize>,
-    /// Token id(s) that end generation (Hugging Face `eos_token_id`; default: the model's).
-    #[arg(long, value_name = "ID", value_delimiter = ',')]
-    eos_token_id: Option<Vec<u32>>,
-    /// Drop the oldest prompt tokens when the prompt does not fit the context window (default: error).
-    #[arg(long)]
-    truncate: bool,
+    #[command(flatten)]
+    generation: GenerationFlags,
     /// Print one JSON object (text, ids, stop reason, speed, provider, layout) instead of streaming.
     #[arg(long)]
     json: bool,
@@ -199,71 +192,121 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
     let prompt = read_prompt(&args)?;
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
     let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
-    let mut config: GenerationConfig = model.generation_config().clone();
-    if let Some(n) = args.max_new_tokens {
-        config.max_new_tokens = Some(n);
-    }
-    if let Some(n) = args.max_length {
-        config.max_length = Some(n);
-    }
-    if let Some(ids) = args.eos_token_id.clone() {
-        config.eos_token_id = Some(gptrt::TokenIds::Many(ids));
-    }
-    config.truncate_prompt |= args.truncate;
+    let config = args.generation.config(model.generation_config())?;
     let unsupported = config.unsupported_fields();
     if !unsupported.is_empty() {
         eprintln!(
-            "warning: generation_config.json fields not implemented yet, ignored: {}",
+            "warning: generation config fields gptrt does not implement, ignored: {}",
             unsupported.join(", ")
         );
     }
-
-    let result = if args.json {
-        model.generate(&prompt, &config)
-    } else {
+    let ids = model
+        .tokenizer()
+        .encode(&prompt)
+        .map_err(|e| e.to_string())?;
+    // Stream when one sequence comes back token by token; otherwise print each at the end.
+    let streaming = !args.json
+        && config.num_beams == 1
+        && (!config.do_sample || config.num_return_sequences == 1);
+    let results = if streaming {
         let mut stdout = std::io::stdout().lock();
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
-        model.generate_with(&prompt, &config, |event| {
+        model.generate_ids(vec![ids], &config, &mut |event| {
             // A closed pipe (e.g. `| head`) ends generation instead of failing.
             write!(stdout, "{}", event.text)
                 .and_then(|_| stdout.flush())
                 .is_ok()
         })
+    } else {
+        model.generate_ids(vec![ids], &config, &mut |_| true)
     }
     .map_err(|e| e.to_string())?;
-
-    let stats = &result.stats;
+    let Some(first) = results.first() else {
+        return Err("generation returned no sequence".to_string());
+    };
+    let stats = &first.stats;
     if args.json {
-        let output = json!({
-            "text": result.text,
-            "prompt_token_ids": result.prompt_token_ids,
-            "token_ids": result.token_ids,
-            "stop_reason": result.stop_reason.name(),
-            "layout": model.layout().name(),
-            "provider": model.provider(),
-            "prompt_tokens": stats.prompt_tokens,
-            "prompt_seconds": stats.prompt_seconds,
-            "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
-            "decode_tokens": stats.decode_tokens,
-            "decode_seconds": stats.decode_seconds,
-            "decode_tokens_per_second": stats.decode_tokens_per_second(),
-        });
+        let mut output = sequence_json(first, model.tokenizer());
+        output["prompt_token_ids"] = json!(first.prompt_token_ids);
+        output["layout"] = json!(model.layout().name());
+        output["provider"] = json!(model.provider());
+        output["prompt_tokens"] = json!(stats.prompt_tokens);
+        output["prompt_seconds"] = json!(stats.prompt_seconds);
+        output["prompt_tokens_per_second"] = json!(stats.prompt_tokens_per_second());
+        output["decode_tokens"] = json!(stats.decode_tokens);
+        output["decode_seconds"] = json!(stats.decode_seconds);
+        output["decode_tokens_per_second"] = json!(stats.decode_tokens_per_second());
+        if results.len() > 1 {
+            output["sequences"] = results
+                .iter()
+                .map(|r| sequence_json(r, model.tokenizer()))
+                .collect();
+        }
         say!("{output}");
     } else {
-        say!();
+        if streaming {
+            say!();
+        } else {
+            for (index, result) in results.iter().enumerate() {
+                say!("--- sequence {} ({}) ---", index + 1, result.stop_reason);
+                say!("{prompt}{}", result.text);
+            }
+        }
+        let seed = first
+            .seed
+            .map(|s| format!(" | seed {s}"))
+            .unwrap_or_default();
         eprintln!(
-            "[{} tokens | prompt {} tok at {:.0} tok/s | decode {:.1} tok/s | stop: {} | provider: {} | layout: {}]",
-            result.token_ids.len(),
+            "[{} tokens | prompt {} tok at {:.0} tok/s | decode {:.1} tok/s | stop: {}{seed} | provider: {} | layout: {}]",
+            first.token_ids.len(),
             stats.prompt_tokens,
             stats.prompt_tokens_per_second(),
             stats.decode_tokens_per_second(),
-            result.stop_reason,
+            first.stop_reason,
             model.provider(),
             model.layout(),
         );
     }
     Ok(())
+}
+
+/// One sequence's fields in `--json` output.
+fn sequence_json(result: &gptrt::Generation, tokenizer: &Tokenizer) -> serde_json::Value {
+    let piece = |id: u32| {
+        tokenizer
+            .token_bytes(id)
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let mut output = json!({
+        "text": result.text,
+        "token_ids": result.token_ids,
+        "stop_reason": result.stop_reason.name(),
+    });
+    if let Some(stop) = &result.stop_string {
+        output["stop_string"] = json!(stop);
+    }
+    if let Some(seed) = result.seed {
+        output["seed"] = json!(seed);
+    }
+    if let Some(score) = result.score {
+        output["score"] = json!(score);
+    }
+    if let Some(logprobs) = &result.logprobs {
+        output["logprobs"] = logprobs
+            .iter()
+            .map(|lp| {
+                json!({
+                    "token_id": lp.token_id,
+                    "token": piece(lp.token_id),
+                    "logprob": lp.logprob,
+                    "top": lp.top.iter().map(|&(id, logprob)| json!({"token_id": id, "token": piece(id), "logprob": logprob})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    output
 }
 
 fn tokenize(args: TokenizeArgs) -> Result<(), String> {

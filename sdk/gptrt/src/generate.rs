@@ -112,6 +112,8 @@ pub struct Generation {
     pub logprobs: Option<Vec<TokenLogprob>>,
     /// The sampling seed used (when sampling), so the run can be repeated.
     pub seed: Option<u64>,
+    /// Beam search's score of this sequence (`sum_logprobs / length ** length_penalty`).
+    pub score: Option<f32>,
     /// Timing of the call (shared by all rows of a batch).
     pub stats: GenerationStats,
 }
@@ -235,6 +237,82 @@ fn fresh_seed() -> u64 {
     hasher.finish()
 }
 
+/// Prompts checked and ready to feed, with the resolved end and padding tokens.
+pub(crate) struct Prepared {
+    pub prompts: Vec<Vec<u32>>,
+    pub eos: Vec<u32>,
+    pub pad: u32,
+}
+
+/// Validate `config` against the model and turn raw prompts into the ids to feed: an empty prompt
+/// becomes `[bos]`, a prompt that does not fit the window is an error or is truncated.
+pub(crate) fn prepare_prompts(
+    model: &Model,
+    prompts: Vec<Vec<u32>>,
+    config: &GenerationConfig,
+) -> Result<Prepared> {
+    config.validate()?;
+    let n_positions = model.config().n_positions;
+    if prompts.is_empty() {
+        return Err(Error::InvalidOption {
+            field: "prompts",
+            message: "at least one prompt is needed".to_string(),
+        });
+    }
+    match config.max_new_tokens {
+        Some(0) => {
+            return Err(Error::InvalidOption {
+                field: "max_new_tokens",
+                message: "must be at least 1".to_string(),
+            })
+        }
+        Some(n) if n > n_positions => {
+            return Err(Error::InvalidOption {
+                field: "max_new_tokens",
+                message: format!(
+                "{n} is more than the model's whole context window (n_positions = {n_positions})"
+            ),
+            })
+        }
+        _ => {}
+    }
+    let eos = match &config.eos_token_id {
+        Some(ids) => ids.to_vec(),
+        None => vec![model.config().eos_token_id],
+    };
+    let bos = config.bos_token_id.unwrap_or(model.config().bos_token_id);
+    let pad = config.pad_token_id.or(eos.first().copied()).unwrap_or(bos);
+    model.check_ids(&eos)?;
+    model.check_ids(&[bos, pad])?;
+    model.check_ids(&config.token_ids())?;
+    let mut prepared = Vec::with_capacity(prompts.len());
+    for mut prompt in prompts {
+        if prompt.is_empty() {
+            prompt.push(bos);
+        }
+        model.check_ids(&prompt)?;
+        if config.truncate_prompt {
+            let room = n_positions
+                .saturating_sub(config.max_new_tokens.unwrap_or(1))
+                .max(1);
+            if prompt.len() > room {
+                prompt.drain(..prompt.len() - room);
+            }
+        } else if prompt.len() >= n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                n_positions,
+            });
+        }
+        prepared.push(prompt);
+    }
+    Ok(Prepared {
+        prompts: prepared,
+        eos,
+        pad,
+    })
+}
+
 /// A batch of sequences in flight: tokens, KV cache, stop state. Advance it with [`Generator::step`].
 pub struct Generator<'m> {
     model: &'m Model,
@@ -264,7 +342,6 @@ impl<'m> Generator<'m> {
         prompts: Vec<Vec<u32>>,
         config: &GenerationConfig,
     ) -> Result<Generator<'m>> {
-        config.validate()?;
         if config.num_beams > 1 {
             return Err(Error::InvalidOption {
                 field: "num_beams",
@@ -272,37 +349,8 @@ impl<'m> Generator<'m> {
                     .to_string(),
             });
         }
+        let Prepared { prompts, eos, pad } = prepare_prompts(model, prompts, config)?;
         let n_positions = model.config().n_positions;
-        if prompts.is_empty() {
-            return Err(Error::InvalidOption {
-                field: "prompts",
-                message: "at least one prompt is needed".to_string(),
-            });
-        }
-        match config.max_new_tokens {
-            Some(0) => {
-                return Err(Error::InvalidOption {
-                    field: "max_new_tokens",
-                    message: "must be at least 1".to_string(),
-                })
-            }
-            Some(n) if n > n_positions => {
-                return Err(Error::InvalidOption {
-                    field: "max_new_tokens",
-                    message: format!("{n} is more than the model's whole context window (n_positions = {n_positions})"),
-                })
-            }
-            _ => {}
-        }
-        let eos = match &config.eos_token_id {
-            Some(ids) => ids.to_vec(),
-            None => vec![model.config().eos_token_id],
-        };
-        let bos = config.bos_token_id.unwrap_or(model.config().bos_token_id);
-        let pad = config.pad_token_id.or(eos.first().copied()).unwrap_or(bos);
-        model.check_ids(&eos)?;
-        model.check_ids(&[bos, pad])?;
-        model.check_ids(&config.token_ids())?;
         let base_seed = config
             .do_sample
             .then(|| config.seed.unwrap_or_else(fresh_seed));
@@ -318,24 +366,7 @@ impl<'m> Generator<'m> {
             .unwrap_or_default();
 
         let mut rows = Vec::with_capacity(prompts.len() * copies);
-        for mut prompt in prompts {
-            if prompt.is_empty() {
-                prompt.push(bos);
-            }
-            model.check_ids(&prompt)?;
-            if config.truncate_prompt {
-                let room = n_positions
-                    .saturating_sub(config.max_new_tokens.unwrap_or(1))
-                    .max(1);
-                if prompt.len() > room {
-                    prompt.drain(..prompt.len() - room);
-                }
-            } else if prompt.len() >= n_positions {
-                return Err(Error::ContextOverflow {
-                    prompt_tokens: prompt.len(),
-                    n_positions,
-                });
-            }
+        for prompt in prompts {
             let prompt_len = prompt.len();
             let budget = config.new_token_budget(prompt_len);
             for copy in 0..copies {
@@ -604,6 +635,7 @@ impl<'m> Generator<'m> {
                 stop_string: row.stop_string,
                 logprobs: row.logprobs,
                 seed: row.seed,
+                score: None,
                 stats,
             })
             .collect()
@@ -682,6 +714,9 @@ impl Model {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
+        if config.num_beams > 1 {
+            return self.generate_beams(prompts, config);
+        }
         let mut generator = Generator::new(self, prompts, config)?;
         generator.run(on_token)?;
         Ok(generator.into_generations())

@@ -33,6 +33,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod beam;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -44,7 +45,9 @@ pub mod tokenizer;
 
 pub use config::{EarlyStopping, GenerationConfig, ModelConfig, StopStrings, TokenIds};
 pub use error::{Error, Result};
-pub use generate::{Generation, GenerationStats, Generator, StopReason, TokenEvent};
+pub use generate::{
+    CancelToken, Generation, GenerationStats, Generator, StopReason, TokenEvent, TokenLogprob,
+};
 pub use layout::{Layout, Signature, TensorInfo};
 pub use model::Model;
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};

@@ -56,6 +56,37 @@ impl KvCache {
     fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// Rebuild the cache so that row `i` holds the old row `rows[i]` (beam search reordering).
+    /// Copies only when the order actually changes.
+    pub(crate) fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.iter().enumerate().all(|(i, &row)| i == row) {
+            return Ok(());
+        }
+        for value in &mut self.values {
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::ort("reordering the KV cache", e))?;
+            let batch = shape.first().copied().unwrap_or(0) as usize;
+            if batch == 0 || rows.iter().any(|&row| row >= batch) {
+                return Err(Error::UnexpectedOutput {
+                    tensor: "present".to_string(),
+                    message: format!("KV cache batch {batch} cannot be reordered to rows {rows:?}"),
+                });
+            }
+            let row_len = data.len() / batch;
+            let mut gathered = Vec::with_capacity(row_len * rows.len());
+            for &row in rows {
+                gathered.extend_from_slice(&data[row * row_len..(row + 1) * row_len]);
+            }
+            let mut dims: Vec<i64> = shape.to_vec();
+            dims[0] = rows.len() as i64;
+            *value = Tensor::from_array((dims, gathered))
+                .map_err(|e| Error::ort("reordering the KV cache", e))?
+                .into_dyn();
+        }
+        Ok(())
+    }
 }
 
 /// One forward pass over a `[batch, seq]` block of ids.

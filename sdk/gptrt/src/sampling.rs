@@ -550,13 +550,14 @@ impl Sampler for ForcedEos {
     }
     fn apply(&mut self, candidates: &mut Candidates, context: &SamplerContext<'_>) -> Result<()> {
         if context.tokens.len() + 1 == context.max_length {
-            for c in candidates.items_mut().iter_mut() {
+            for c in candidates.items.iter_mut() {
                 c.logit = if self.eos.contains(&c.id) {
                     0.0
                 } else {
                     f32::NEG_INFINITY
                 };
             }
+            candidates.sorted = false;
         }
         Ok(())
     }
