@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate a continuation of a prompt (streams text; --json prints one JSON object).
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Print the token ids of a text.
     Tokenize(TokenizeArgs),
     /// Show a model folder's detected layout, dimensions, inputs and outputs.
@@ -157,7 +157,7 @@ impl RuntimeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Generate(args) => generate(args),
+        Command::Generate(args) => generate(*args),
         Command::Tokenize(args) => tokenize(args),
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench(args),
