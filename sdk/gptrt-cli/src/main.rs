@@ -57,6 +57,10 @@ struct BenchArgs {
     /// Timed runs after one untimed warm-up run; the best and the median are reported.
     #[arg(long, default_value_t = 3, value_name = "N")]
     runs: usize,
+    /// Decode with the full sampling chain (temperature 0.8, top-k 40, top-p 0.95, repetition
+    /// penalty 1.2, seeded draw) instead of greedy, and report its share of each decode step.
+    #[arg(long)]
+    sample: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -403,6 +407,12 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         max_new_tokens: Some(args.new_tokens),
         // No end token: every run decodes exactly --new-tokens tokens.
         eos_token_id: Some(gptrt::TokenIds::Many(Vec::new())),
+        do_sample: args.sample,
+        temperature: if args.sample { 0.8 } else { 1.0 },
+        top_k: if args.sample { 40 } else { 50 },
+        top_p: if args.sample { 0.95 } else { 1.0 },
+        repetition_penalty: if args.sample { 1.2 } else { 1.0 },
+        seed: Some(0),
         ..GenerationConfig::default()
     };
     let mut runs = Vec::with_capacity(args.runs);
@@ -424,6 +434,14 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         .collect();
     decode.sort_by(f64::total_cmp);
     prompt.sort_by(f64::total_cmp);
+    let sampling_ms: Vec<f64> = runs
+        .iter()
+        .map(|r| 1e3 * r.stats.sampling_seconds / r.token_ids.len().max(1) as f64)
+        .collect();
+    let chain_share = runs
+        .iter()
+        .map(|r| r.stats.sampling_seconds / (r.stats.decode_seconds + r.stats.prompt_seconds))
+        .fold(0.0f64, f64::max);
     let median = |v: &[f64]| v[v.len() / 2];
     let best = |v: &[f64]| v[v.len() - 1];
     let first = &runs[0];
@@ -440,6 +458,9 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             "prompt_tokens_per_second_median": median(&prompt),
             "decode_tokens_per_second_best": best(&decode),
             "decode_tokens_per_second_median": median(&decode),
+            "chain": if args.sample { "temperature+top_k+top_p+repetition_penalty+dist" } else { "greedy" },
+            "chain_ms_per_token": sampling_ms.iter().copied().fold(0.0f64, f64::max),
+            "chain_share_of_step_worst": chain_share,
         });
         say!("{output}");
     } else {
@@ -461,6 +482,16 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             "  decode: best {:.1} tok/s, median {:.1} tok/s",
             best(&decode),
             median(&decode)
+        );
+        say!(
+            "  chain ({}): worst {:.3} ms per token, {:.2}% of a step",
+            if args.sample {
+                "temperature + top-k + top-p + repetition penalty + draw"
+            } else {
+                "greedy"
+            },
+            sampling_ms.iter().copied().fold(0.0f64, f64::max),
+            100.0 * chain_share
         );
     }
     Ok(())

@@ -74,6 +74,8 @@ pub struct GenerationStats {
     pub decode_tokens: usize,
     /// Seconds spent in the following forward passes and token selection.
     pub decode_seconds: f64,
+    /// Seconds spent in the sampler chains (all steps, all rows), part of the times above.
+    pub sampling_seconds: f64,
 }
 
 impl GenerationStats {
@@ -543,6 +545,7 @@ impl<'m> Generator<'m> {
             .is_some_and(|(limit, began)| began.elapsed().as_secs_f64() >= limit);
         let cancelled = self.cancel.is_cancelled();
         let tokenizer = self.model.tokenizer();
+        let mut sampling_seconds = 0.0;
         for (index, row) in self.rows.iter_mut().enumerate() {
             if row.stop.is_some() {
                 continue;
@@ -553,7 +556,9 @@ impl<'m> Generator<'m> {
                 prompt_len: row.prompt_len,
                 max_length: row.max_length,
             };
+            let chain_began = Instant::now();
             let token = row.chain.sample(logits, &context)?;
+            sampling_seconds += chain_began.elapsed().as_secs_f64();
             if token as usize >= vocab {
                 return Err(Error::Sampler {
                     sampler: row
@@ -609,6 +614,7 @@ impl<'m> Generator<'m> {
                 row.stop = Some(StopReason::Callback);
             }
         }
+        self.stats.sampling_seconds += sampling_seconds;
         Ok(())
     }
 
