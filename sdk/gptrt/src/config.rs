@@ -230,6 +230,8 @@ pub struct GenerationConfig {
     pub frequency_penalty: f32,
     /// Never repeat an n-gram of this size (0 = off).
     pub no_repeat_ngram_size: usize,
+    /// Replace the processed logits by their log-softmax at the end of the chain.
+    pub renormalize_logits: bool,
     /// Token sequences that must never be generated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bad_words_ids: Option<Vec<Vec<u32>>>,
@@ -294,6 +296,7 @@ impl Default for GenerationConfig {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             no_repeat_ngram_size: 0,
+            renormalize_logits: false,
             bad_words_ids: None,
             sequence_bias: None,
             suppress_tokens: None,

@@ -837,6 +837,35 @@ fn cut_below(candidates: &mut Candidates, threshold: f32, min_keep: usize) {
     candidates.retain(|c| !(c.p < threshold && c.logit < kth));
 }
 
+/// `renormalize_logits`: replace the logits by their log-softmax (Hugging Face applies it last).
+#[derive(Debug, Clone, Default)]
+pub struct LogitNormalization;
+
+impl Sampler for LogitNormalization {
+    fn name(&self) -> &str {
+        "renormalize_logits"
+    }
+    fn apply(&mut self, candidates: &mut Candidates, _context: &SamplerContext<'_>) -> Result<()> {
+        let max = candidates
+            .items
+            .iter()
+            .map(|c| c.logit)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            return Ok(());
+        }
+        let log_sum = candidates
+            .items
+            .iter()
+            .map(|c| (c.logit - max).exp())
+            .sum::<f32>()
+            .ln()
+            + max;
+        candidates.items.iter_mut().for_each(|c| c.logit -= log_sum);
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Selectors.
 
@@ -966,6 +995,11 @@ impl SamplerChain {
         chain.push_processors(config, eos);
         if config.do_sample {
             chain.push_warpers(config, min_keep);
+        }
+        if config.renormalize_logits {
+            chain.push(LogitNormalization);
+        }
+        if config.do_sample {
             chain.push(Dist::new(seed));
         } else {
             chain.push(Greedy);
