@@ -85,6 +85,7 @@ struct RuntimeArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct GenerateArgs {
     #[command(flatten)]
     model: ModelArgs,

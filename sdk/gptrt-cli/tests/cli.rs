@@ -297,3 +297,65 @@ fn an_explicit_onnx_runtime_path_that_is_wrong() {
         &["/nonexistent/libonnxruntime.so", "scripts/setup.sh"],
     );
 }
+
+#[test]
+fn help_describes_every_generation_flag() {
+    let out = gptrt(&["generate", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--do-sample", "--temperature", "--top-k", "--top-p", "--typical-p", "--min-p", "--epsilon-cutoff",
+        "--eta-cutoff", "--repetition-penalty", "--presence-penalty", "--frequency-penalty",
+        "--no-repeat-ngram-size", "--bad-words-ids", "--sequence-bias", "--suppress-tokens", "--min-new-tokens",
+        "--min-length", "--forced-eos-token-id", "--num-beams", "--length-penalty", "--early-stopping",
+        "--num-return-sequences", "--stop-strings", "--max-time", "--seed", "--logprobs", "--max-new-tokens",
+        "--eos-token-id", "--generation-config",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn sampling_flags_reach_the_chain() {
+    let model = model_arg("single");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["generate", "--model", &model, "--prompt", "Hello world", "--max-new-tokens", "10", "--json"];
+        args.extend_from_slice(extra);
+        let out = gptrt(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = run(&["--do-sample", "--seed", "5", "--temperature", "0.8", "--top-p", "0.9"]);
+    let b = run(&["--do-sample", "--seed", "5", "--temperature", "0.8", "--top-p", "0.9"]);
+    assert_eq!(a["token_ids"], b["token_ids"]);
+    assert_eq!(a["seed"], 5);
+    let greedy = run(&[]);
+    let banned = greedy["token_ids"][0].as_u64().unwrap().to_string();
+    let without_first = run(&["--suppress-tokens", &banned]);
+    assert_ne!(without_first["token_ids"][0], greedy["token_ids"][0]);
+    let beams = run(&["--num-beams", "3", "--num-return-sequences", "2"]);
+    assert_eq!(beams["sequences"].as_array().unwrap().len(), 2);
+    assert!(beams["score"].as_f64().is_some());
+    let logprobs = run(&["--logprobs", "2"]);
+    assert_eq!(logprobs["logprobs"].as_array().unwrap().len(), 10);
+    assert_eq!(logprobs["logprobs"][0]["top"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn nan_or_out_of_range_sampling_values() {
+    let model = model_arg("single");
+    for (flag, value, field) in [
+        ("--temperature", "NaN", "temperature"),
+        ("--temperature", "0", "temperature"),
+        ("--top-p", "1.5", "top_p"),
+        ("--top-p", "0", "top_p"),
+        ("--repetition-penalty", "-2", "repetition_penalty"),
+        ("--num-beams", "0", "num_beams"),
+        ("--min-p", "2", "min_p"),
+    ] {
+        let out = gptrt(&["generate", "--model", &model, "--prompt", "x", "--do-sample", flag, value]);
+        assert_fails(&out, &[field]);
+    }
+    assert_fails(&gptrt(&["generate", "--model", &model, "--prompt", "x", "--early-stopping", "maybe"]), &["never"]);
+    assert_fails(&gptrt(&["generate", "--model", &model, "--prompt", "x", "--sequence-bias", "7,8"]), &["IDS=BIAS"]);
+}
