@@ -111,6 +111,18 @@ pub struct GenerationFlags {
     )]
     suppress_tokens: Option<Vec<u32>>,
 
+    /// Tokens never to generate as the first new token.
+    #[arg(
+        long,
+        value_name = "ID,...",
+        value_delimiter = ',',
+        help_heading = "Penalties and bans"
+    )]
+    begin_suppress_tokens: Option<Vec<u32>>,
+    /// Replace NaN and infinite logits before sampling.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Penalties and bans")]
+    remove_invalid_values: Option<bool>,
+
     /// Beam search with this many beams (1 = off).
     #[arg(long, value_name = "N", help_heading = "Beam search")]
     num_beams: Option<usize>,
@@ -175,7 +187,8 @@ impl GenerationFlags {
             no_repeat_ngram_size,
             num_beams,
             length_penalty,
-            early_stopping
+            early_stopping,
+            remove_invalid_values
         );
         macro_rules! set_some {
             ($($field:ident),*) => {$(
@@ -192,7 +205,8 @@ impl GenerationFlags {
             min_p,
             seed,
             logprobs,
-            suppress_tokens
+            suppress_tokens,
+            begin_suppress_tokens
         );
         if let Some(ids) = &self.eos_token_id {
             config.eos_token_id = Some(TokenIds::Many(ids.clone()));

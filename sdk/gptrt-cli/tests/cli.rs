@@ -304,12 +304,35 @@ fn help_describes_every_generation_flag() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--do-sample", "--temperature", "--top-k", "--top-p", "--typical-p", "--min-p", "--epsilon-cutoff",
-        "--eta-cutoff", "--repetition-penalty", "--presence-penalty", "--frequency-penalty",
-        "--no-repeat-ngram-size", "--bad-words-ids", "--sequence-bias", "--suppress-tokens", "--min-new-tokens",
-        "--min-length", "--forced-eos-token-id", "--num-beams", "--length-penalty", "--early-stopping",
-        "--num-return-sequences", "--stop-strings", "--max-time", "--seed", "--logprobs", "--max-new-tokens",
-        "--eos-token-id", "--generation-config",
+        "--do-sample",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--typical-p",
+        "--min-p",
+        "--epsilon-cutoff",
+        "--eta-cutoff",
+        "--repetition-penalty",
+        "--presence-penalty",
+        "--frequency-penalty",
+        "--no-repeat-ngram-size",
+        "--bad-words-ids",
+        "--sequence-bias",
+        "--suppress-tokens",
+        "--min-new-tokens",
+        "--min-length",
+        "--forced-eos-token-id",
+        "--num-beams",
+        "--length-penalty",
+        "--early-stopping",
+        "--num-return-sequences",
+        "--stop-strings",
+        "--max-time",
+        "--seed",
+        "--logprobs",
+        "--max-new-tokens",
+        "--eos-token-id",
+        "--generation-config",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -319,14 +342,39 @@ fn help_describes_every_generation_flag() {
 fn sampling_flags_reach_the_chain() {
     let model = model_arg("single");
     let run = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["generate", "--model", &model, "--prompt", "Hello world", "--max-new-tokens", "10", "--json"];
+        let mut args = vec![
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "Hello world",
+            "--max-new-tokens",
+            "10",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let out = gptrt(&args);
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let a = run(&["--do-sample", "--seed", "5", "--temperature", "0.8", "--top-p", "0.9"]);
-    let b = run(&["--do-sample", "--seed", "5", "--temperature", "0.8", "--top-p", "0.9"]);
+    let a = run(&[
+        "--do-sample",
+        "--seed",
+        "5",
+        "--temperature",
+        "0.8",
+        "--top-p",
+        "0.9",
+    ]);
+    let b = run(&[
+        "--do-sample",
+        "--seed",
+        "5",
+        "--temperature",
+        "0.8",
+        "--top-p",
+        "0.9",
+    ]);
     assert_eq!(a["token_ids"], b["token_ids"]);
     assert_eq!(a["seed"], 5);
     let greedy = run(&[]);
@@ -353,9 +401,40 @@ fn nan_or_out_of_range_sampling_values() {
         ("--num-beams", "0", "num_beams"),
         ("--min-p", "2", "min_p"),
     ] {
-        let out = gptrt(&["generate", "--model", &model, "--prompt", "x", "--do-sample", flag, value]);
+        let out = gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--do-sample",
+            flag,
+            value,
+        ]);
         assert_fails(&out, &[field]);
     }
-    assert_fails(&gptrt(&["generate", "--model", &model, "--prompt", "x", "--early-stopping", "maybe"]), &["never"]);
-    assert_fails(&gptrt(&["generate", "--model", &model, "--prompt", "x", "--sequence-bias", "7,8"]), &["IDS=BIAS"]);
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--early-stopping",
+            "maybe",
+        ]),
+        &["never"],
+    );
+    assert_fails(
+        &gptrt(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--sequence-bias",
+            "7,8",
+        ]),
+        &["IDS=BIAS"],
+    );
 }

@@ -242,6 +242,11 @@ pub struct GenerationConfig {
     /// Tokens that are never generated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppress_tokens: Option<Vec<u32>>,
+    /// Tokens that are never generated first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub begin_suppress_tokens: Option<Vec<u32>>,
+    /// Replace NaN and infinite logits before sampling.
+    pub remove_invalid_values: bool,
     /// Token(s) forced when the next token is the last one allowed (`max_length` or the context
     /// window).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -300,6 +305,8 @@ impl Default for GenerationConfig {
             bad_words_ids: None,
             sequence_bias: None,
             suppress_tokens: None,
+            begin_suppress_tokens: None,
+            remove_invalid_values: false,
             forced_eos_token_id: None,
             eos_token_id: None,
             pad_token_id: None,
@@ -486,6 +493,7 @@ impl GenerationConfig {
                 .flat_map(|(seq, _)| seq.iter()),
         );
         ids.extend(self.suppress_tokens.iter().flatten());
+        ids.extend(self.begin_suppress_tokens.iter().flatten());
         ids
     }
 

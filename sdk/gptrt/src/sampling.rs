@@ -504,6 +504,48 @@ impl Sampler for SuppressTokens {
     }
 }
 
+/// `begin_suppress_tokens`: these tokens are banned as the first generated token only.
+#[derive(Debug, Clone)]
+pub struct SuppressTokensAtBegin {
+    /// Banned ids.
+    pub ids: Vec<u32>,
+}
+
+impl Sampler for SuppressTokensAtBegin {
+    fn name(&self) -> &str {
+        "begin_suppress_tokens"
+    }
+    fn apply(&mut self, candidates: &mut Candidates, context: &SamplerContext<'_>) -> Result<()> {
+        if context.tokens.len() == context.prompt_len {
+            self.ids.iter().for_each(|&id| candidates.ban(id));
+        }
+        Ok(())
+    }
+}
+
+/// `remove_invalid_values`: NaN becomes 0 and infinities the largest finite values, so a broken
+/// graph cannot poison sampling.
+#[derive(Debug, Clone, Default)]
+pub struct RemoveInvalidValues;
+
+impl Sampler for RemoveInvalidValues {
+    fn name(&self) -> &str {
+        "remove_invalid_values"
+    }
+    fn apply(&mut self, candidates: &mut Candidates, _context: &SamplerContext<'_>) -> Result<()> {
+        for c in candidates.items.iter_mut() {
+            if c.logit.is_nan() {
+                c.logit = 0.0;
+            } else if c.logit == f32::INFINITY {
+                c.logit = f32::MAX;
+            } else if c.logit == f32::NEG_INFINITY {
+                c.logit = f32::MIN;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `min_new_tokens` / `min_length`: end tokens are banned until the sequence is long enough.
 #[derive(Debug, Clone)]
 pub struct MinLength {
@@ -984,7 +1026,9 @@ impl SamplerChain {
     /// minimum lengths, forced end, suppressed tokens), then, when sampling, the warpers
     /// (temperature, top-k, top-p, min-p, typical-p, epsilon, eta) and a seeded draw; otherwise greedy.
     ///
-    /// `eos` are the end tokens; `min_keep` is Hugging Face's `min_tokens_to_keep`.
+    /// `eos` are the end tokens; `min_keep` is Hugging Face's `min_tokens_to_keep`. Processors
+    /// Hugging Face applies between `forced_eos_token_id` and `suppress_tokens` come in its order:
+    /// `remove_invalid_values`, then `suppress_tokens`, then `begin_suppress_tokens`.
     pub fn from_config(
         config: &GenerationConfig,
         eos: &[u32],

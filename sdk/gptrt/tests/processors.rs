@@ -264,3 +264,45 @@ fn presence_and_frequency_penalties_follow_openai() {
     let out = chain.candidates().to_logits(6);
     assert_eq!(out, vec![1.0, 1.0 - 0.75, 1.0 - 1.25, 1.0 - 0.75, 1.0, 1.0]);
 }
+
+#[test]
+fn begin_suppress_tokens_only_bans_the_first_generated_token() {
+    let mut chain = SamplerChain::new();
+    chain.push(SuppressTokensAtBegin { ids: vec![2] });
+    let logits = [0.5f32, 1.0, 3.0];
+    for (tokens, banned) in [(&[7u32, 8][..], true), (&[7, 8, 1][..], false)] {
+        chain.candidates_mut().reset(&logits);
+        chain
+            .apply(&SamplerContext {
+                tokens,
+                prompt_len: 2,
+                max_length: 10,
+            })
+            .unwrap();
+        assert_eq!(
+            chain.candidates().to_logits(3)[2] == f32::NEG_INFINITY,
+            banned
+        );
+    }
+}
+
+#[test]
+fn invalid_values_are_replaced_before_sampling() {
+    let mut chain = SamplerChain::new();
+    chain.push(RemoveInvalidValues).push(Greedy);
+    let token = chain
+        .sample(
+            &[f32::NAN, 1.0, f32::INFINITY, f32::NEG_INFINITY],
+            &SamplerContext {
+                tokens: &[0],
+                prompt_len: 1,
+                max_length: 10,
+            },
+        )
+        .unwrap();
+    assert_eq!(token, 2);
+    assert_eq!(
+        chain.candidates().to_logits(4),
+        vec![0.0, 1.0, f32::MAX, f32::MIN]
+    );
+}
