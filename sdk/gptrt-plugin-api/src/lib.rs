@@ -1,0 +1,1 @@
+//! The gptrt plugin ABI.
