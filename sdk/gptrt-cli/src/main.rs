@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use generation_flags::GenerationFlags;
-use gptrt::{GenerationConfig, Model, Runtime, RuntimeOptions, Tokenizer};
+use gptrt::{
+    Allowlist, GenerationConfig, Generator, Model, PluginHost, Runtime, RuntimeOptions,
+    SamplerChain, Tokenizer,
+};
 use serde_json::json;
+use std::sync::Arc;
 
 mod generation_flags;
 
@@ -38,8 +42,79 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Show a model folder's detected layout, dimensions, inputs and outputs.
     Inspect(InspectArgs),
+    /// List or inspect plugin libraries.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Run a task-head plugin on JSON input and print its JSON output.
+    Task(TaskArgs),
     /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every plugin in $GPTRT_PLUGIN_PATH folders (and --dir), with its compatibility.
+    List {
+        /// Another folder to search.
+        #[arg(long, value_name = "DIR")]
+        dir: Vec<PathBuf>,
+        /// Only accept libraries pinned in this SHA-256 allowlist (`sha256sum` format).
+        #[arg(long, value_name = "FILE")]
+        allowlist: Option<PathBuf>,
+    },
+    /// What one library offers and whether this host can use it.
+    Inspect {
+        /// The plugin library.
+        path: PathBuf,
+        /// Only accept libraries pinned in this SHA-256 allowlist.
+        #[arg(long, value_name = "FILE")]
+        allowlist: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// Load a plugin library (repeatable); libraries in $GPTRT_PLUGIN_PATH load too.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
+    /// Only accept plugin libraries pinned in this SHA-256 allowlist (`sha256sum` format).
+    #[arg(long, value_name = "FILE")]
+    plugin_allowlist: Option<PathBuf>,
+}
+
+impl PluginArgs {
+    fn host(&self) -> Result<PluginHost, String> {
+        let mut host = PluginHost::new();
+        if let Some(path) = &self.plugin_allowlist {
+            host = host.with_allowlist(Allowlist::from_file(path).map_err(|e| e.to_string())?);
+        }
+        for error in host.load_from_env() {
+            eprintln!("warning: {error}");
+        }
+        for path in &self.plugins {
+            host.load(path).map_err(|e| e.to_string())?;
+        }
+        Ok(host)
+    }
+}
+
+#[derive(Args)]
+struct TaskArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    plugins: PluginArgs,
+    /// The task-head plugin id (e.g. org.gptrt.choice).
+    #[arg(long, value_name = "ID")]
+    task: String,
+    /// The task's configuration (JSON).
+    #[arg(long, value_name = "JSON")]
+    config: Option<String>,
+    /// The task's input (JSON).
+    #[arg(long, value_name = "JSON")]
+    input: String,
 }
 
 #[derive(Args)]
@@ -99,6 +174,11 @@ struct GenerateArgs {
     prompt_file: Option<PathBuf>,
     #[command(flatten)]
     generation: GenerationFlags,
+    #[command(flatten)]
+    plugins: PluginArgs,
+    /// Put a plugin sampler in the chain, before the selector: ID or ID:CONFIG_JSON (repeatable).
+    #[arg(long = "sampler", value_name = "ID[:JSON]")]
+    samplers: Vec<String>,
     /// Print one JSON object (text, ids, stop reason, speed, provider, layout) instead of streaming.
     #[arg(long)]
     json: bool,
@@ -166,6 +246,8 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize(args),
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench(args),
+        Command::Plugins(command) => plugins(command),
+        Command::Task(args) => task(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,8 +278,13 @@ fn read_prompt(args: &GenerateArgs) -> Result<String, String> {
 fn generate(args: GenerateArgs) -> Result<(), String> {
     let prompt = read_prompt(&args)?;
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
-    let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let model = Arc::new(Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?);
     let config = args.generation.config(model.generation_config())?;
+    let plugin_host = if args.samplers.is_empty() && args.plugins.plugins.is_empty() {
+        None
+    } else {
+        Some(args.plugins.host()?)
+    };
     let unsupported = config.unsupported_fields();
     if !unsupported.is_empty() {
         eprintln!(
@@ -217,16 +304,29 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         let mut stdout = std::io::stdout().lock();
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
-        model.generate_ids(vec![ids], &config, &mut |event| {
-            // A closed pipe (e.g. `| head`) ends generation instead of failing.
-            write!(stdout, "{}", event.text)
-                .and_then(|_| stdout.flush())
-                .is_ok()
-        })
+        run_generation(
+            &model,
+            ids,
+            &config,
+            plugin_host.as_ref(),
+            &args.samplers,
+            &mut |event| {
+                // A closed pipe (e.g. `| head`) ends generation instead of failing.
+                write!(stdout, "{}", event.text)
+                    .and_then(|_| stdout.flush())
+                    .is_ok()
+            },
+        )
     } else {
-        model.generate_ids(vec![ids], &config, &mut |_| true)
-    }
-    .map_err(|e| e.to_string())?;
+        run_generation(
+            &model,
+            ids,
+            &config,
+            plugin_host.as_ref(),
+            &args.samplers,
+            &mut |_| true,
+        )
+    }?;
     let Some(first) = results.first() else {
         return Err("generation returned no sequence".to_string());
     };
@@ -273,6 +373,149 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
             model.layout(),
         );
     }
+    Ok(())
+}
+
+/// Generate, with plugin samplers inserted before each row's selector when asked for.
+fn run_generation(
+    model: &Arc<Model>,
+    ids: Vec<u32>,
+    config: &GenerationConfig,
+    host: Option<&PluginHost>,
+    samplers: &[String],
+    on_token: &mut dyn FnMut(&gptrt::TokenEvent<'_>) -> bool,
+) -> Result<Vec<gptrt::Generation>, String> {
+    let (Some(host), false) = (host, samplers.is_empty()) else {
+        return model
+            .generate_ids(vec![ids], config, on_token)
+            .map_err(|e| e.to_string());
+    };
+    if config.num_beams > 1 {
+        return Err("--sampler cannot be combined with beam search (--num-beams > 1)".to_string());
+    }
+    let mut generator = Generator::new(model, vec![ids], config).map_err(|e| e.to_string())?;
+    let rows = if config.do_sample {
+        config.num_return_sequences
+    } else {
+        1
+    };
+    let eos = config
+        .eos_token_id
+        .as_ref()
+        .map_or_else(|| vec![model.config().eos_token_id], |e| e.to_vec());
+    for row in 0..rows {
+        let seed = config.seed.unwrap_or(0).wrapping_add(row as u64);
+        let mut chain = SamplerChain::from_config(config, &eos, seed, 1);
+        for spec in samplers {
+            let (id, plugin_config) = match spec.split_once(':') {
+                Some((id, json)) => (id, Some(json)),
+                None => (spec.as_str(), None),
+            };
+            let sampler = host
+                .sampler(id, plugin_config, Some(model.clone()))
+                .map_err(|e| e.to_string())?;
+            chain.insert_before_selector(Box::new(sampler));
+        }
+        generator.set_chain(row, chain).map_err(|e| e.to_string())?;
+    }
+    generator.run(on_token).map_err(|e| e.to_string())?;
+    Ok(generator.into_generations())
+}
+
+fn plugins(command: PluginsCommand) -> Result<(), String> {
+    let allowlist = |path: &Option<PathBuf>| -> Result<Option<Allowlist>, String> {
+        path.as_deref()
+            .map(Allowlist::from_file)
+            .transpose()
+            .map_err(|e| e.to_string())
+    };
+    let describe = |library: &gptrt::PluginLibrary| {
+        say!("{}", library.path.display());
+        say!(
+            "  sha256 {}  abi {}.{} (host {}.{}): compatible",
+            library.sha256,
+            library.abi.0,
+            library.abi.1,
+            gptrt_plugin_abi().0,
+            gptrt_plugin_abi().1
+        );
+        for plugin in &library.plugins {
+            say!(
+                "  {} {} v{} [{}] abi {}.{}",
+                plugin.kind.name(),
+                plugin.id,
+                plugin.version,
+                plugin.name,
+                plugin.abi.0,
+                plugin.abi.1
+            );
+            if !plugin.description.is_empty() {
+                say!("      {}", plugin.description);
+            }
+        }
+    };
+    match command {
+        PluginsCommand::Inspect {
+            path,
+            allowlist: list,
+        } => {
+            let library = gptrt::plugin::load_library(&path, allowlist(&list)?.as_ref())
+                .map_err(|e| e.to_string())?;
+            describe(&library);
+            Ok(())
+        }
+        PluginsCommand::List {
+            dir,
+            allowlist: list,
+        } => {
+            let allowlist = allowlist(&list)?;
+            let mut dirs: Vec<PathBuf> = std::env::var_os(gptrt::plugin::PLUGIN_PATH_ENV)
+                .map(|v| {
+                    std::env::split_paths(&v)
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            dirs.extend(dir);
+            if dirs.is_empty() {
+                say!(
+                    "no plugin folders: set ${} or pass --dir",
+                    gptrt::plugin::PLUGIN_PATH_ENV
+                );
+            }
+            for dir in dirs {
+                for file in gptrt::plugin::libraries_in(&dir).map_err(|e| e.to_string())? {
+                    match gptrt::plugin::load_library(&file, allowlist.as_ref()) {
+                        Ok(library) => describe(&library),
+                        Err(e) => say!(
+                            "{}
+  incompatible: {e}",
+                            file.display()
+                        ),
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn gptrt_plugin_abi() -> (u32, u32) {
+    (
+        gptrt_plugin_api::GPTRT_PLUGIN_ABI_MAJOR,
+        gptrt_plugin_api::GPTRT_PLUGIN_ABI_MINOR,
+    )
+}
+
+fn task(args: TaskArgs) -> Result<(), String> {
+    let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let model = Arc::new(Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?);
+    let host = args.plugins.host()?;
+    let mut head = host
+        .task_head(&args.task, args.config.as_deref(), model)
+        .map_err(|e| e.to_string())?;
+    let output = head.run(&args.input).map_err(|e| e.to_string())?;
+    say!("{output}");
     Ok(())
 }
 

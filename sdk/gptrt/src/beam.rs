@@ -121,6 +121,7 @@ impl Model {
                     tokens: row,
                     prompt_len,
                     max_length,
+                    vocab_size: vocab,
                 };
                 chain.apply(&context)?;
                 let processed = chain.candidates().to_logits(vocab);

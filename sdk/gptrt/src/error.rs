@@ -90,6 +90,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A plugin could not be loaded or misbehaved.
+    #[error("plugin {plugin}: {message}")]
+    Plugin {
+        /// The plugin (id, version and library, or the library path).
+        plugin: String,
+        /// The fault.
+        message: String,
+    },
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -555,6 +555,7 @@ impl<'m> Generator<'m> {
                 tokens: &row.tokens,
                 prompt_len: row.prompt_len,
                 max_length: row.max_length,
+                vocab_size: vocab,
             };
             let chain_began = Instant::now();
             let token = row.chain.sample(logits, &context)?;

@@ -39,6 +39,7 @@ pub mod error;
 pub mod generate;
 pub mod layout;
 pub mod model;
+pub mod plugin;
 pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
@@ -50,6 +51,9 @@ pub use generate::{
 };
 pub use layout::{Layout, Signature, TensorInfo};
 pub use model::Model;
+pub use plugin::{
+    Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, TaskHead,
+};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
 pub use tokenizer::{StreamDecoder, Tokenizer};

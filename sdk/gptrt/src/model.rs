@@ -329,6 +329,74 @@ impl Model {
         Ok(logits)
     }
 
+    /// Log-likelihood (natural log) of `continuation` following `context`: the sum over the
+    /// continuation's tokens of log-softmax of the model's logits. One forward pass, no cache.
+    pub fn score(&self, context: &[u32], continuation: &[u32]) -> Result<f64> {
+        let per_token = self.token_logprobs(context, continuation)?;
+        Ok(per_token.iter().map(|&lp| f64::from(lp)).sum())
+    }
+
+    /// Perplexity of `text`: `exp` of the mean negative log-likelihood of every token after the
+    /// first (the first is the context of the second).
+    pub fn perplexity(&self, text: &str) -> Result<f64> {
+        let ids = self.tokenizer.encode(text)?;
+        if ids.len() < 2 {
+            return Err(Error::InvalidOption {
+                field: "text",
+                message: "perplexity needs at least two tokens".to_string(),
+            });
+        }
+        let logprobs = self.token_logprobs(&ids[..1], &ids[1..])?;
+        let mean = logprobs.iter().map(|&lp| f64::from(lp)).sum::<f64>() / logprobs.len() as f64;
+        Ok((-mean).exp())
+    }
+
+    /// Log-probability of each `continuation` token after `context` (and the tokens before it).
+    pub fn token_logprobs(&self, context: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
+        if context.is_empty() {
+            return Err(Error::InvalidOption {
+                field: "context",
+                message: "at least one context token is needed (GPT-2 uses <|endoftext|>)"
+                    .to_string(),
+            });
+        }
+        let ids: Vec<u32> = context.iter().chain(continuation).copied().collect();
+        if ids.len() > self.config.n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: ids.len(),
+                n_positions: self.config.n_positions,
+            });
+        }
+        self.check_ids(&ids)?;
+        let input_ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+        let attention_mask = vec![1i64; ids.len()];
+        let position_ids: Vec<i64> = (0..ids.len() as i64).collect();
+        let mut logits = Vec::new();
+        self.forward_positions(
+            &StepInput {
+                batch: 1,
+                seq: ids.len(),
+                input_ids: &input_ids,
+                attention_mask: &attention_mask,
+                position_ids: &position_ids,
+            },
+            &mut KvCache::default(),
+            &mut logits,
+            true,
+        )?;
+        let vocab = self.config.vocab_size;
+        Ok(continuation
+            .iter()
+            .enumerate()
+            .map(|(i, &token)| {
+                let row = &logits[(context.len() + i - 1) * vocab..(context.len() + i) * vocab];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_sum = row.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+                row[token as usize] - log_sum
+            })
+            .collect())
+    }
+
     /// Whether the layout carries a KV cache from step to step.
     pub(crate) fn uses_cache(&self) -> bool {
         self.layout != Layout::NoPast
@@ -341,6 +409,18 @@ impl Model {
         input: &StepInput<'_>,
         cache: &mut KvCache,
         logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.forward_positions(input, cache, logits, false)
+    }
+
+    /// [`Model::forward`], keeping the logits of every fed position (`[batch, seq, vocab]`) when
+    /// `all_positions`.
+    fn forward_positions(
+        &self,
+        input: &StepInput<'_>,
+        cache: &mut KvCache,
+        logits: &mut Vec<f32>,
+        all_positions: bool,
     ) -> Result<()> {
         let first_step = cache.is_empty();
         let graph = match (&self.step_graph, first_step) {
@@ -419,9 +499,13 @@ impl Model {
         }
         let out_seq = out_seq as usize;
         logits.clear();
-        for row in 0..batch {
-            let last = (row * out_seq + out_seq - 1) * vocab;
-            logits.extend_from_slice(&data[last..last + vocab]);
+        if all_positions {
+            logits.extend_from_slice(&data[..batch * out_seq * vocab]);
+        } else {
+            for row in 0..batch {
+                let last = (row * out_seq + out_seq - 1) * vocab;
+                logits.extend_from_slice(&data[last..last + vocab]);
+            }
         }
         if self.uses_cache() {
             cache.values.clear();

@@ -9,7 +9,9 @@
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 
-/// One token under consideration.
+/// One token under consideration. Same layout as the plugin ABI's `GptrtCandidate`, so sampler
+/// plugins work on the host's buffer without a copy.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     /// Token id.
@@ -211,6 +213,8 @@ pub struct SamplerContext<'a> {
     pub prompt_len: usize,
     /// Total length (prompt + generated) at which generation ends.
     pub max_length: usize,
+    /// The model's vocabulary size (every candidate id is below it).
+    pub vocab_size: usize,
 }
 
 impl SamplerContext<'_> {
@@ -263,6 +267,14 @@ impl SamplerChain {
     /// Append a boxed sampler.
     pub fn push_boxed(&mut self, sampler: Box<dyn Sampler>) -> &mut Self {
         self.samplers.push(sampler);
+        self
+    }
+
+    /// Insert a sampler just before the chain's last link (its selector), or at the end of an
+    /// empty chain: where plugin samplers go in a chain built by [`SamplerChain::from_config`].
+    pub fn insert_before_selector(&mut self, sampler: Box<dyn Sampler>) -> &mut Self {
+        let at = self.samplers.len().saturating_sub(1);
+        self.samplers.insert(at, sampler);
         self
     }
 

@@ -217,6 +217,7 @@ fn every_processor_equals_transformers() {
             tokens: &tokens,
             prompt_len,
             max_length,
+            vocab_size: 1000,
         };
         chain
             .apply(&context)
@@ -259,6 +260,7 @@ fn presence_and_frequency_penalties_follow_openai() {
             tokens: &tokens,
             prompt_len: 1,
             max_length: 100,
+            vocab_size: 1000,
         })
         .unwrap();
     let out = chain.candidates().to_logits(6);
@@ -277,6 +279,7 @@ fn begin_suppress_tokens_only_bans_the_first_generated_token() {
                 tokens,
                 prompt_len: 2,
                 max_length: 10,
+                vocab_size: 1000,
             })
             .unwrap();
         assert_eq!(
@@ -297,6 +300,7 @@ fn invalid_values_are_replaced_before_sampling() {
                 tokens: &[0],
                 prompt_len: 1,
                 max_length: 10,
+                vocab_size: 1000,
             },
         )
         .unwrap();

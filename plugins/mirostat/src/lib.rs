@@ -1,0 +1,167 @@
+//! gptrt plugins written in Rust against the safe authoring API.
+//!
+//! - `org.gptrt.mirostat-v2`: Mirostat 2.0 (Basu, Ramachandran, Keskar, Varshney, "Mirostat: A
+//!   Neural Text Decoding Algorithm that Directly Controls Perplexity", ICLR 2021, Algorithm 2):
+//!   keep the tokens whose surprise `-log2 p` is below `mu`, sample among them, then move `mu`
+//!   towards the target surprise `tau`: `mu -= eta * (surprise - tau)`. It is a selector: it
+//!   chooses the token. Config: `{"tau": 5.0, "eta": 0.1, "seed": 0}`.
+//! - `org.gptrt.choice`: a task head that picks the most likely continuation of a prompt among
+//!   choices by the model's log-likelihood (zero-shot classification). Input:
+//!   `{"prompt": "...", "choices": ["...", ...]}`; output: `{"choice": i, "label": "...", "scores": [...]}`.
+
+use gptrt_plugin_api::{
+    export_plugins, CandidatesMut, Context, Host, SamplerPlugin, TaskHeadPlugin,
+};
+use serde_json::{json, Value};
+
+/// Mirostat 2.0 state.
+pub struct Mirostat {
+    tau: f32,
+    eta: f32,
+    mu: f32,
+    seed: u64,
+    state: u64,
+}
+
+fn number(config: &Value, key: &str, default: f64) -> Result<f64, String> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("`{key}` must be a finite number")),
+    }
+}
+
+fn parse_config(config_json: &str) -> Result<Value, String> {
+    if config_json.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(config_json).map_err(|e| format!("config is not JSON: {e}"))
+}
+
+impl Mirostat {
+    /// SplitMix64: enough for a plugin's own draws, and the same everywhere.
+    fn next_unit(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+impl SamplerPlugin for Mirostat {
+    const ID: &'static str = "org.gptrt.mirostat-v2";
+    const NAME: &'static str = "Mirostat 2.0";
+    const VERSION: &'static str = "1.0.0";
+    const DESCRIPTION: &'static str = "Targets a constant surprise (perplexity) by truncating tokens with -log2 p > mu (Basu et al., ICLR 2021)";
+
+    fn create(_host: Host, config_json: &str) -> Result<Self, String> {
+        let config = parse_config(config_json)?;
+        let tau = number(&config, "tau", 5.0)? as f32;
+        let eta = number(&config, "eta", 0.1)? as f32;
+        let seed = number(&config, "seed", 0.0)? as u64;
+        if tau <= 0.0 || eta <= 0.0 {
+            return Err("`tau` and `eta` must be > 0".to_string());
+        }
+        Ok(Mirostat {
+            tau,
+            eta,
+            mu: 2.0 * tau,
+            seed,
+            state: seed,
+        })
+    }
+
+    fn apply(
+        &mut self,
+        candidates: &mut CandidatesMut<'_>,
+        _context: &Context<'_>,
+    ) -> Result<(), String> {
+        candidates.sort();
+        candidates.softmax();
+        let mu = self.mu;
+        // Keep the tokens whose surprise is below mu (at least the best one).
+        let keep = candidates
+            .as_mut_slice()
+            .iter()
+            .take_while(|c| -c.p.log2() <= mu)
+            .count()
+            .max(1);
+        candidates.truncate(keep);
+        candidates.softmax();
+        let u = self.next_unit();
+        let items = candidates.as_mut_slice();
+        let mut cumulative = 0.0f32;
+        let mut chosen = items.len() - 1;
+        for (i, c) in items.iter().enumerate() {
+            cumulative += c.p;
+            if u < cumulative {
+                chosen = i;
+                break;
+            }
+        }
+        let surprise = -items[chosen].p.log2();
+        self.mu -= self.eta * (surprise - self.tau);
+        candidates.select(chosen);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.mu = 2.0 * self.tau;
+        self.state = self.seed;
+    }
+}
+
+/// Multiple choice by log-likelihood.
+pub struct Choice {
+    host: Host,
+}
+
+impl TaskHeadPlugin for Choice {
+    const ID: &'static str = "org.gptrt.choice";
+    const NAME: &'static str = "Multiple choice by likelihood";
+    const VERSION: &'static str = "1.0.0";
+    const DESCRIPTION: &'static str =
+        "Picks the most likely continuation of a prompt among choices (zero-shot classification)";
+
+    fn create(host: Host, _config_json: &str) -> Result<Self, String> {
+        Ok(Choice { host })
+    }
+
+    fn run(&mut self, input_json: &str) -> Result<String, String> {
+        let input: Value =
+            serde_json::from_str(input_json).map_err(|e| format!("input is not JSON: {e}"))?;
+        let prompt = input["prompt"]
+            .as_str()
+            .ok_or("input needs a string `prompt`")?;
+        let choices: Vec<&str> = input["choices"]
+            .as_array()
+            .ok_or("input needs an array `choices`")?
+            .iter()
+            .map(|c| c.as_str().ok_or("every choice must be a string"))
+            .collect::<Result<_, _>>()?;
+        if choices.is_empty() {
+            return Err("`choices` is empty".to_string());
+        }
+        let mut context = vec![50256u32];
+        context.extend(self.host.tokenize(prompt)?);
+        let mut scores = Vec::with_capacity(choices.len());
+        for choice in &choices {
+            let continuation = self.host.tokenize(choice)?;
+            // Mean log-likelihood per token, so long labels are not penalised for their length.
+            let total = self.host.score(&context, &continuation)?;
+            scores.push(total / continuation.len().max(1) as f64);
+        }
+        let best = scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        Ok(json!({"choice": best, "label": choices[best], "scores": scores}).to_string())
+    }
+}
+
+export_plugins!(samplers: [Mirostat], task_heads: [Choice]);
