@@ -561,7 +561,12 @@ pub mod __private {
                 unsafe { *out = Box::into_raw(instance).cast() };
                 GPTRT_PLUGIN_OK
             }
-            Ok(Err(_)) => GPTRT_PLUGIN_INVALID_ARGUMENT,
+            Ok(Err(message)) => {
+                // No instance exists to hold the message: tell the host's log instead.
+                // SAFETY: forwarded host contract.
+                unsafe { Host::from_raw(host) }.log(0, &message);
+                GPTRT_PLUGIN_INVALID_ARGUMENT
+            }
             Err(_) => GPTRT_PLUGIN_PANIC,
         }
     }

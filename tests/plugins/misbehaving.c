@@ -1,0 +1,84 @@
+/* Misbehaving sampler plugins: one source, one fault per -D flag. The host must turn each into an
+ * error naming the plugin and stay usable. Built by sdk/gptrt/tests/plugins.rs. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "gptrt_plugin.h"
+
+static int32_t create(const GptrtHostApi *host, const char *config, void **out) {
+    (void)host;
+    (void)config;
+    *out = malloc(1);
+    return *out ? GPTRT_PLUGIN_OK : GPTRT_PLUGIN_ERROR;
+}
+
+static void destroy(void *self) { free(self); }
+
+static const char *last_error(void *self) {
+    (void)self;
+    return "deliberately broken";
+}
+
+#if !defined(FAULT_NULL_SLOT)
+static int32_t apply(void *self, GptrtCandidates *c, const GptrtSamplerContext *ctx) {
+    (void)self;
+#if defined(FAULT_BAD_TOKEN)
+    c->data[0].id = (uint32_t)(ctx->vocab_size + 7);
+#elif defined(FAULT_NAN_LOGITS)
+    (void)ctx;
+    c->data[1].logit = nanf("");
+#elif defined(FAULT_FAILS)
+    (void)ctx;
+    (void)c;
+    return GPTRT_PLUGIN_ERROR;
+#elif defined(FAULT_GROWS)
+    (void)ctx;
+    c->size += 1;
+#elif defined(FAULT_BAD_SELECTION)
+    (void)ctx;
+    c->selected = (int64_t)c->size;
+#else
+    (void)ctx;
+    (void)c;
+#endif
+    return GPTRT_PLUGIN_OK;
+}
+#endif
+
+static const GptrtSamplerVtable VTABLE = {
+    sizeof(GptrtSamplerVtable), create, destroy, NULL,
+#if defined(FAULT_NULL_SLOT)
+    NULL,
+#else
+    apply,
+#endif
+    NULL, last_error,
+};
+
+static const GptrtPluginDescriptor DESCRIPTOR = {
+#if defined(FAULT_SMALL_STRUCT)
+    sizeof(size_t) + sizeof(GptrtAbiVersion),
+#else
+    sizeof(GptrtPluginDescriptor),
+#endif
+    {GPTRT_PLUGIN_ABI_MAJOR, GPTRT_PLUGIN_ABI_MINOR},
+    "org.gptrt.test.misbehaving", "Misbehaving", "0.0.1", NULL, GPTRT_PLUGIN_KIND_SAMPLER, &VTABLE,
+};
+
+static const GptrtPluginDescriptor *get_plugin(size_t index) { return index == 0 ? &DESCRIPTOR : NULL; }
+
+static const GptrtPluginEntry ENTRY = {
+    sizeof(GptrtPluginEntry),
+#if defined(FAULT_WRONG_ABI)
+    {GPTRT_PLUGIN_ABI_MAJOR + 1, 0},
+#else
+    {GPTRT_PLUGIN_ABI_MAJOR, GPTRT_PLUGIN_ABI_MINOR},
+#endif
+    1, get_plugin,
+};
+
+#if defined(FAULT_NO_ENTRY)
+GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *not_the_entry(void) { return &ENTRY; }
+#else
+GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void) { return &ENTRY; }
+#endif
