@@ -9,5 +9,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== committed headers match the code"
+scripts/headers.sh --check
 echo "== cargo test"
 cargo test --workspace
