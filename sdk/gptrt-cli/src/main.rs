@@ -157,6 +157,10 @@ struct RuntimeArgs {
     /// Threads inside one operator (0 = one per core).
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
+    /// Execution provider to try, in order (repeatable): cpu, cuda, tensorrt, directml, each
+    /// optionally `:strict` (fail instead of falling back) and `:DEVICE`. CPU ends every list.
+    #[arg(long = "provider", value_name = "NAME[:strict][:DEVICE]", value_parser = gptrt::ProviderRequest::parse)]
+    providers: Vec<gptrt::ProviderRequest>,
 }
 
 #[derive(Args)]
@@ -234,6 +238,7 @@ impl RuntimeArgs {
         Runtime::new(RuntimeOptions {
             library_path: self.ort_library.clone(),
             intra_threads: self.threads,
+            providers: self.providers.clone(),
             ..RuntimeOptions::default()
         })
     }
@@ -280,6 +285,9 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
     let model = Arc::new(Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?);
     let config = args.generation.config(model.generation_config())?;
+    if !args.json {
+        warn_skipped(model.provider_choice());
+    }
     let plugin_host = if args.samplers.is_empty() && args.plugins.plugins.is_empty() {
         None
     } else {
@@ -336,6 +344,7 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         output["prompt_token_ids"] = json!(first.prompt_token_ids);
         output["layout"] = json!(model.layout().name());
         output["provider"] = json!(model.provider());
+        output["provider_skipped"] = skipped_json(model.provider_choice());
         output["prompt_tokens"] = json!(stats.prompt_tokens);
         output["prompt_seconds"] = json!(stats.prompt_seconds);
         output["prompt_tokens_per_second"] = json!(stats.prompt_tokens_per_second());
@@ -519,6 +528,22 @@ fn task(args: TaskArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Providers tried before the one that ran, and why each was skipped.
+fn skipped_json(choice: &gptrt::ProviderChoice) -> serde_json::Value {
+    choice
+        .skipped
+        .iter()
+        .map(|(provider, reason)| json!({"provider": provider.name(), "reason": reason}))
+        .collect()
+}
+
+/// Warn on stderr about providers that were asked for but not used.
+fn warn_skipped(choice: &gptrt::ProviderChoice) {
+    for (provider, reason) in &choice.skipped {
+        eprintln!("note: {provider} not used: {reason}; falling back");
+    }
+}
+
 /// One sequence's fields in `--json` output.
 fn sequence_json(result: &gptrt::Generation, tokenizer: &Tokenizer) -> serde_json::Value {
     let piece = |id: u32| {
@@ -598,6 +623,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
             "layout_description": model.layout().description(),
             "config": config,
             "provider": model.provider(),
+            "provider_skipped": skipped_json(model.provider_choice()),
             "onnxruntime_library": runtime.library_path().display().to_string(),
             "graphs": graphs,
         });
@@ -621,6 +647,9 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
         config.eos_token_id
     );
     say!("provider:  {}", model.provider());
+    for (provider, reason) in &model.provider_choice().skipped {
+        say!("  skipped  {provider}: {reason}");
+    }
     say!("runtime:   {}", runtime.library_path().display());
     for (path, signature) in model.graphs() {
         say!("graph:     {}", path.display());

@@ -15,6 +15,14 @@ pub enum Error {
         /// The one command that installs the library.
         install_hint: &'static str,
     },
+    /// A strictly requested execution provider cannot be used.
+    #[error("execution provider {provider} (strict) cannot be used: {message}")]
+    Provider {
+        /// ONNX Runtime's name of the provider.
+        provider: &'static str,
+        /// Why.
+        message: String,
+    },
     /// ONNX Runtime reported an error (loading a graph, running it).
     #[error("ONNX Runtime error while {context}: {message}")]
     Ort {

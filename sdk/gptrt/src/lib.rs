@@ -40,6 +40,7 @@ pub mod generate;
 pub mod layout;
 pub mod model;
 pub mod plugin;
+pub mod provider;
 pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
@@ -54,6 +55,7 @@ pub use model::Model;
 pub use plugin::{
     Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, TaskHead,
 };
+pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
 pub use tokenizer::{StreamDecoder, Tokenizer};

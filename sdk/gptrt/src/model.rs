@@ -10,6 +10,7 @@ use ort::value::{DynValue, Tensor, TensorRef};
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::layout::{past_name, present_name, Layout, Signature};
+use crate::provider::ProviderChoice;
 use crate::runtime::Runtime;
 use crate::tokenizer::Tokenizer;
 
@@ -24,16 +25,18 @@ pub(crate) struct Graph {
     path: PathBuf,
     session: Mutex<Session>,
     signature: Signature,
+    provider: ProviderChoice,
 }
 
 impl Graph {
     fn open(runtime: &Runtime, path: &Path, config: &ModelConfig) -> Result<Graph> {
-        let session = runtime.open_session(path)?;
+        let (session, provider) = runtime.open_session(path)?;
         let signature = Signature::read(&session, path, config)?;
         Ok(Graph {
             path: path.to_path_buf(),
             session: Mutex::new(session),
             signature,
+            provider,
         })
     }
 
@@ -269,9 +272,14 @@ impl Model {
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
-    /// The execution provider the model's sessions run on.
+    /// The execution provider the model's sessions really got (ONNX Runtime's name).
     pub fn provider(&self) -> &'static str {
-        self.runtime.provider()
+        self.prompt_graph.provider.provider.name()
+    }
+
+    /// The provider choice in full: what ran and why earlier providers of the list were skipped.
+    pub fn provider_choice(&self) -> &ProviderChoice {
+        &self.prompt_graph.provider
     }
     /// Each graph file with its signature (one, or two for a split export).
     pub fn graphs(&self) -> Vec<(&Path, &Signature)> {

@@ -10,6 +10,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
+use crate::provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 
 /// The ONNX Runtime release gptrt is built and tested against (`ort` 2.0.0-rc.15, API 31).
 pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
@@ -51,6 +52,8 @@ pub struct RuntimeOptions {
     pub inter_threads: usize,
     /// Graph optimisation level.
     pub optimization_level: OptimizationLevel,
+    /// Execution providers in priority order; CPU ends every list. Empty = CPU only.
+    pub providers: Vec<ProviderRequest>,
 }
 
 /// Builder for [`Runtime`].
@@ -78,6 +81,11 @@ impl RuntimeBuilder {
     /// Graph optimisation level.
     pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
         self.options.optimization_level = level;
+        self
+    }
+    /// Execution providers in priority order (each strict or fallback); CPU ends the list.
+    pub fn providers(mut self, providers: impl IntoIterator<Item = ProviderRequest>) -> Self {
+        self.options.providers = providers.into_iter().collect();
         self
     }
     /// Load the library (once per process) and return the runtime.
@@ -155,21 +163,40 @@ impl Runtime {
         &self.options
     }
 
-    /// The execution provider sessions made by this runtime run on.
-    pub fn provider(&self) -> &'static str {
-        "CPUExecutionProvider"
-    }
-
-    /// Create an ONNX Runtime session for one graph file, with this runtime's options.
-    pub(crate) fn open_session(&self, path: &Path) -> Result<Session> {
+    /// Create an ONNX Runtime session for one graph file, with this runtime's options, on the
+    /// first provider of the list that can be used.
+    pub(crate) fn open_session(&self, path: &Path) -> Result<(Session, ProviderChoice)> {
         let context = || format!("loading {}", path.display());
-        let builder = self
+        let mut builder = self
             .session_builder()
             .map_err(|e| Error::ort(context(), e))?;
-        let mut builder = builder;
-        builder
+        let mut skipped = Vec::new();
+        let mut chosen = ExecutionProvider::Cpu;
+        for request in &self.options.providers {
+            match crate::provider::register(&mut builder, request, self.library_path()) {
+                Ok(()) => {
+                    chosen = request.provider;
+                    break;
+                }
+                Err(reason) if request.strict => {
+                    return Err(Error::Provider {
+                        provider: request.provider.name(),
+                        message: reason,
+                    })
+                }
+                Err(reason) => skipped.push((request.provider, reason)),
+            }
+        }
+        let session = builder
             .commit_from_file(path)
-            .map_err(|e| Error::ort(context(), e))
+            .map_err(|e| Error::ort(context(), e))?;
+        Ok((
+            session,
+            ProviderChoice {
+                provider: chosen,
+                skipped,
+            },
+        ))
     }
 
     fn session_builder(&self) -> std::result::Result<SessionBuilder, String> {
