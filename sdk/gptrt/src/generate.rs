@@ -327,6 +327,7 @@ pub struct Generator<'m> {
     attention_mask: Vec<i64>,
     position_ids: Vec<i64>,
     text_buf: String,
+    piece_buf: String,
     stats: GenerationStats,
     started: bool,
     began: Option<Instant>,
@@ -405,6 +406,7 @@ impl<'m> Generator<'m> {
             attention_mask: Vec::new(),
             position_ids: Vec::new(),
             text_buf: String::new(),
+            piece_buf: String::new(),
             stats: GenerationStats::default(),
             started: false,
             began: None,
@@ -580,9 +582,12 @@ impl<'m> Generator<'m> {
             row.tokens.push(token);
             self.text_buf.clear();
             let mut decoded = std::mem::take(&mut self.text_buf);
-            let mut piece = String::new();
+            let mut piece = std::mem::take(&mut self.piece_buf);
+            piece.clear();
             row.decoder.push_into(tokenizer, token, &mut piece)?;
-            if let Some(matched) = row.stop_filter.push(&piece, &mut decoded) {
+            let matched = row.stop_filter.push(&piece, &mut decoded);
+            self.piece_buf = piece;
+            if let Some(matched) = matched {
                 row.stop = Some(StopReason::StopString);
                 row.stop_string = Some(row.stop_filter.stops[matched].clone());
             } else if self.eos.contains(&token) {

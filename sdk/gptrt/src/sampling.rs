@@ -389,6 +389,7 @@ pub struct PresenceFrequencyPenalty {
     /// Subtracted once per earlier occurrence.
     pub frequency: f32,
     counts: Vec<(u32, u32)>,
+    sorted: Vec<u32>,
 }
 
 impl PresenceFrequencyPenalty {
@@ -398,6 +399,7 @@ impl PresenceFrequencyPenalty {
             presence,
             frequency,
             counts: Vec::new(),
+            sorted: Vec::new(),
         }
     }
 }
@@ -408,9 +410,10 @@ impl Sampler for PresenceFrequencyPenalty {
     }
     fn apply(&mut self, candidates: &mut Candidates, context: &SamplerContext<'_>) -> Result<()> {
         self.counts.clear();
-        let mut generated: Vec<u32> = context.generated().to_vec();
-        generated.sort_unstable();
-        for chunk in generated.chunk_by(|a, b| a == b) {
+        self.sorted.clear();
+        self.sorted.extend_from_slice(context.generated());
+        self.sorted.sort_unstable();
+        for chunk in self.sorted.chunk_by(|a, b| a == b) {
             self.counts.push((chunk[0], chunk.len() as u32));
         }
         for &(id, count) in &self.counts {
