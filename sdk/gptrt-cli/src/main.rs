@@ -161,6 +161,9 @@ struct RuntimeArgs {
     /// optionally `:strict` (fail instead of falling back) and `:DEVICE`. CPU ends every list.
     #[arg(long = "provider", value_name = "NAME[:strict][:DEVICE]", value_parser = gptrt::ProviderRequest::parse)]
     providers: Vec<gptrt::ProviderRequest>,
+    /// Save graphs after ONNX Runtime optimised them in DIR and load those next time (faster start).
+    #[arg(long, value_name = "DIR")]
+    optimized_cache: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -239,6 +242,7 @@ impl RuntimeArgs {
             library_path: self.ort_library.clone(),
             intra_threads: self.threads,
             providers: self.providers.clone(),
+            optimized_cache_dir: self.optimized_cache.clone(),
             ..RuntimeOptions::default()
         })
     }
@@ -598,7 +602,9 @@ fn tokenize(args: TokenizeArgs) -> Result<(), String> {
 
 fn inspect(args: InspectArgs) -> Result<(), String> {
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let began = std::time::Instant::now();
     let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let load_seconds = began.elapsed().as_secs_f64();
     let config = model.config();
     let graphs: Vec<_> = model
         .graphs()
@@ -624,6 +630,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
             "config": config,
             "provider": model.provider(),
             "provider_skipped": skipped_json(model.provider_choice()),
+            "load_seconds": load_seconds,
             "onnxruntime_library": runtime.library_path().display().to_string(),
             "graphs": graphs,
         });
@@ -651,6 +658,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
         say!("  skipped  {provider}: {reason}");
     }
     say!("runtime:   {}", runtime.library_path().display());
+    say!("loaded in: {load_seconds:.3} s");
     for (path, signature) in model.graphs() {
         say!("graph:     {}", path.display());
         for (kind, list) in [

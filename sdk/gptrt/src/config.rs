@@ -51,7 +51,7 @@ impl ModelConfig {
         Ok(config)
     }
 
-    fn check(&self, path: &Path) -> Result<()> {
+    pub(crate) fn check(&self, path: &Path) -> Result<()> {
         let bad = |message: String| {
             Err(Error::Config {
                 path: path.to_path_buf(),

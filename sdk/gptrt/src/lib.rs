@@ -51,7 +51,7 @@ pub use generate::{
     CancelToken, Generation, GenerationStats, Generator, StopReason, TokenEvent, TokenLogprob,
 };
 pub use layout::{Layout, Signature, TensorInfo};
-pub use model::Model;
+pub use model::{Model, ModelBytes};
 pub use plugin::{
     Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, TaskHead,
 };

@@ -28,9 +28,24 @@ pub(crate) struct Graph {
     provider: ProviderChoice,
 }
 
+/// Where a graph comes from: a file, or bytes in memory (named for messages).
+pub(crate) enum GraphSource<'a> {
+    File(&'a Path),
+    Memory { name: &'a Path, bytes: &'a [u8] },
+}
+
+impl GraphSource<'_> {
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            GraphSource::File(path) | GraphSource::Memory { name: path, .. } => path,
+        }
+    }
+}
+
 impl Graph {
-    fn open(runtime: &Runtime, path: &Path, config: &ModelConfig) -> Result<Graph> {
-        let (session, provider) = runtime.open_session(path)?;
+    fn open(runtime: &Runtime, source: &GraphSource<'_>, config: &ModelConfig) -> Result<Graph> {
+        let path = source.path();
+        let (session, provider) = runtime.open_session(source)?;
         let signature = Signature::read(&session, path, config)?;
         Ok(Graph {
             path: path.to_path_buf(),
@@ -101,6 +116,22 @@ pub(crate) struct StepInput<'a> {
     pub attention_mask: &'a [i64],
     /// `[batch, seq]`.
     pub position_ids: &'a [i64],
+}
+
+/// A model's files as bytes, for [`Model::load_from_memory`] (e.g. embedded in a binary or read
+/// from an archive).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelBytes<'a> {
+    /// `config.json`.
+    pub config_json: &'a [u8],
+    /// `tokenizer.json`.
+    pub tokenizer_json: &'a [u8],
+    /// `generation_config.json`, if any.
+    pub generation_config_json: Option<&'a [u8]>,
+    /// The graph (merged, single, no-past, or the prompt graph of a split export).
+    pub graph: &'a [u8],
+    /// The with-past graph of a split export.
+    pub with_past_graph: Option<&'a [u8]>,
 }
 
 /// A GPT-2 model loaded from an export folder. Load once, share across threads (`Send + Sync`).
@@ -199,9 +230,70 @@ impl Model {
         let config = ModelConfig::from_file(&config_path)?;
         let generation_config = GenerationConfig::from_dir_or_default(&dir)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
+        let with_past_source = with_past.as_deref().map(GraphSource::File);
+        Model::assemble(
+            runtime,
+            dir,
+            config,
+            generation_config,
+            tokenizer,
+            GraphSource::File(&first),
+            with_past_source,
+        )
+    }
+
+    /// Load a model from bytes in memory: `config.json`, `tokenizer.json`, optionally
+    /// `generation_config.json`, the graph, and for a split export the with-past graph.
+    pub fn load_from_memory(runtime: &Runtime, files: &ModelBytes<'_>) -> Result<Model> {
+        let dir = PathBuf::from("<memory>");
+        let parse_error = |file: &str, message: String| Error::Config {
+            path: dir.join(file),
+            message,
+        };
+        let config: ModelConfig = serde_json::from_slice(files.config_json)
+            .map_err(|e| parse_error("config.json", format!("not a GPT-2 config.json: {e}")))?;
+        config.check(&dir.join("config.json"))?;
+        let generation_config = match files.generation_config_json {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                parse_error(
+                    "generation_config.json",
+                    format!("invalid generation config: {e}"),
+                )
+            })?,
+            None => GenerationConfig::default(),
+        };
+        let tokenizer = Tokenizer::from_bytes(files.tokenizer_json)?;
+        let first = dir.join("model.onnx");
+        let second = dir.join(WITH_PAST_FILE);
+        Model::assemble(
+            runtime,
+            dir,
+            config,
+            generation_config,
+            tokenizer,
+            GraphSource::Memory {
+                name: &first,
+                bytes: files.graph,
+            },
+            files.with_past_graph.map(|bytes| GraphSource::Memory {
+                name: &second,
+                bytes,
+            }),
+        )
+    }
+
+    fn assemble(
+        runtime: &Runtime,
+        dir: PathBuf,
+        config: ModelConfig,
+        generation_config: GenerationConfig,
+        tokenizer: Tokenizer,
+        first: GraphSource<'_>,
+        with_past: Option<GraphSource<'_>>,
+    ) -> Result<Model> {
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Config {
-                path: config_path,
+                path: dir.join("config.json"),
                 message: format!(
                     "the tokenizer has {} tokens but vocab_size is {}",
                     tokenizer.vocab_size(),
@@ -221,14 +313,14 @@ impl Model {
         } else if let Some(with_past) = with_past {
             if !signature.has_present {
                 return Err(Error::Layout {
-                    path: first,
+                    path: first.path().to_path_buf(),
                     message: format!("missing output `{}`: the prompt graph of a split export returns present key/values", present_name(0, true)),
                 });
             }
             let step = Graph::open(runtime, &with_past, &config)?;
             if !step.signature.has_past {
                 return Err(Error::Layout {
-                    path: with_past,
+                    path: with_past.path().to_path_buf(),
                     message: format!("missing input `{}`: the with-past graph of a split export takes past key/values", past_name(0, true)),
                 });
             }

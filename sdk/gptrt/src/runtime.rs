@@ -10,6 +10,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
+use crate::model::GraphSource;
 use crate::provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 
 /// The ONNX Runtime release gptrt is built and tested against (`ort` 2.0.0-rc.15, API 31).
@@ -54,6 +55,9 @@ pub struct RuntimeOptions {
     pub optimization_level: OptimizationLevel,
     /// Execution providers in priority order; CPU ends every list. Empty = CPU only.
     pub providers: Vec<ProviderRequest>,
+    /// Save each graph after ONNX Runtime optimised it in this folder, and load the saved one next
+    /// time instead of optimising again (keyed by file, size, mtime, level and ONNX Runtime).
+    pub optimized_cache_dir: Option<PathBuf>,
 }
 
 /// Builder for [`Runtime`].
@@ -81,6 +85,11 @@ impl RuntimeBuilder {
     /// Graph optimisation level.
     pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
         self.options.optimization_level = level;
+        self
+    }
+    /// Cache optimised graphs in this folder (see [`RuntimeOptions::optimized_cache_dir`]).
+    pub fn optimized_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.optimized_cache_dir = Some(dir.into());
         self
     }
     /// Execution providers in priority order (each strict or fallback); CPU ends the list.
@@ -163,13 +172,33 @@ impl Runtime {
         &self.options
     }
 
-    /// Create an ONNX Runtime session for one graph file, with this runtime's options, on the
-    /// first provider of the list that can be used.
-    pub(crate) fn open_session(&self, path: &Path) -> Result<(Session, ProviderChoice)> {
+    /// Create an ONNX Runtime session for one graph, with this runtime's options, on the first
+    /// provider of the list that can be used.
+    pub(crate) fn open_session(
+        &self,
+        source: &GraphSource<'_>,
+    ) -> Result<(Session, ProviderChoice)> {
+        let path = source.path();
         let context = || format!("loading {}", path.display());
+        let cached = match source {
+            GraphSource::File(file) => self.optimized_cache_file(file),
+            GraphSource::Memory { .. } => None,
+        };
+        let reuse = cached.as_ref().is_some_and(|c| c.is_file());
         let mut builder = self
-            .session_builder()
+            .session_builder(reuse)
             .map_err(|e| Error::ort(context(), e))?;
+        if let (Some(cache), false) = (&cached, reuse) {
+            if let Some(dir) = cache.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            builder = builder
+                .with_optimized_model_path(cache)
+                .map_err(|e| Error::ort(context(), e))?;
+        }
         let mut skipped = Vec::new();
         let mut chosen = ExecutionProvider::Cpu;
         for request in &self.options.providers {
@@ -187,9 +216,12 @@ impl Runtime {
                 Err(reason) => skipped.push((request.provider, reason)),
             }
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| Error::ort(context(), e))?;
+        let session = match (source, &cached) {
+            (GraphSource::File(_), Some(cache)) if reuse => builder.commit_from_file(cache),
+            (GraphSource::File(file), _) => builder.commit_from_file(file),
+            (GraphSource::Memory { bytes, .. }, _) => builder.commit_from_memory(bytes),
+        }
+        .map_err(|e| Error::ort(context(), e))?;
         Ok((
             session,
             ProviderChoice {
@@ -199,8 +231,41 @@ impl Runtime {
         ))
     }
 
-    fn session_builder(&self) -> std::result::Result<SessionBuilder, String> {
+    /// Where the optimised form of `file` is cached, if caching is on.
+    fn optimized_cache_file(&self, file: &Path) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        // FNV-1a: stable across runs and processes, unlike std's hasher.
+        struct Fnv(u64);
+        impl Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for &b in bytes {
+                    self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let dir = self.options.optimized_cache_dir.as_ref()?;
+        let meta = std::fs::metadata(file).ok()?;
+        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+        file.canonicalize().ok()?.hash(&mut hasher);
+        meta.len().hash(&mut hasher);
+        meta.modified().ok()?.hash(&mut hasher);
+        format!("{:?}", self.options.optimization_level).hash(&mut hasher);
+        ONNXRUNTIME_VERSION.hash(&mut hasher);
+        let stem = file.file_stem()?.to_string_lossy();
+        Some(dir.join(format!("{stem}-{:016x}.optimized.onnx", hasher.finish())))
+    }
+
+    /// A session builder with this runtime's options; `already_optimized` turns graph rewriting
+    /// off (the graph is a saved, optimised one).
+    fn session_builder(
+        &self,
+        already_optimized: bool,
+    ) -> std::result::Result<SessionBuilder, String> {
         let level = match self.options.optimization_level {
+            _ if already_optimized => GraphOptimizationLevel::Disable,
             OptimizationLevel::Disabled => GraphOptimizationLevel::Disable,
             OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
             OptimizationLevel::Extended => GraphOptimizationLevel::Level2,

@@ -60,6 +60,13 @@ impl Tokenizer {
         Tokenizer::from_tokenizer(inner, path)
     }
 
+    /// Load a `tokenizer.json` from bytes.
+    pub fn from_bytes(json: &[u8]) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json (in memory): {e}")))?;
+        Tokenizer::from_tokenizer(inner, Path::new("<memory>/tokenizer.json"))
+    }
+
     /// Build GPT-2's tokenizer from its original vocabulary and merges files.
     pub fn from_vocab_and_merges(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
         let (Some(vocab_str), Some(merges_str)) = (vocab.to_str(), merges.to_str()) else {
