@@ -9,7 +9,7 @@ use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::Result;
 use crate::generate::{prepare_prompts, Generation, GenerationStats, StopReason};
 use crate::model::{KvCache, Model, StepInput};
-use crate::sampling::{SamplerChain, SamplerContext};
+use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
 
 /// transformers' stand-in for minus infinity in beam bookkeeping.
 const NEG: f32 = -1.0e9;
@@ -110,8 +110,7 @@ impl Model {
             // Log-softmax, processors on the log-probabilities, plus each beam's running score.
             for (beam, row) in running.iter().enumerate() {
                 let raw = &logits[beam * vocab..(beam + 1) * vocab];
-                let max = raw.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let log_sum = raw.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+                let log_sum = log_sum_exp(raw.iter().copied());
                 let candidates = chain.candidates_mut();
                 candidates.reset(raw);
                 for c in candidates.items_mut().iter_mut() {

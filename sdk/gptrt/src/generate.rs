@@ -5,7 +5,7 @@ use std::time::Instant;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model, StepInput};
-use crate::sampling::{SamplerChain, SamplerContext};
+use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -656,8 +656,7 @@ impl<'m> Generator<'m> {
 
 /// Log-softmax of the raw logits at `token`, plus the `n` best alternatives.
 fn token_logprob(logits: &[f32], token: u32, n: usize) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+    let log_sum = log_sum_exp(logits.iter().copied());
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(n);
     if n > 0 {
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();

@@ -490,9 +490,7 @@ impl Model {
             .enumerate()
             .map(|(i, &token)| {
                 let row = &logits[(context.len() + i - 1) * vocab..(context.len() + i) * vocab];
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let log_sum = row.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
-                row[token as usize] - log_sum
+                row[token as usize] - crate::sampling::log_sum_exp(row.iter().copied())
             })
             .collect())
     }

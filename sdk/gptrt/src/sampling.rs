@@ -204,6 +204,15 @@ impl Candidates {
     }
 }
 
+/// `log(sum(exp(v)))`, computed stably (the log-softmax normaliser); `-inf` when every value is.
+pub fn log_sum_exp(values: impl Iterator<Item = f32> + Clone) -> f32 {
+    let max = values.clone().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    values.map(|v| (v - max).exp()).sum::<f32>().ln() + max
+}
+
 /// What a sampler sees besides the candidates.
 #[derive(Debug, Clone, Copy)]
 pub struct SamplerContext<'a> {
@@ -783,18 +792,7 @@ impl Sampler for Typical {
             return Ok(());
         }
         candidates.softmax();
-        let max = candidates
-            .items
-            .iter()
-            .map(|c| c.logit)
-            .fold(f32::NEG_INFINITY, f32::max);
-        let log_sum = candidates
-            .items
-            .iter()
-            .map(|c| (c.logit - max).exp())
-            .sum::<f32>()
-            .ln()
-            + max;
+        let log_sum = log_sum_exp(candidates.items.iter().map(|c| c.logit));
         let entropy: f32 = -candidates
             .items
             .iter()
@@ -903,21 +901,10 @@ impl Sampler for LogitNormalization {
         "renormalize_logits"
     }
     fn apply(&mut self, candidates: &mut Candidates, _context: &SamplerContext<'_>) -> Result<()> {
-        let max = candidates
-            .items
-            .iter()
-            .map(|c| c.logit)
-            .fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
+        let log_sum = log_sum_exp(candidates.items.iter().map(|c| c.logit));
+        if log_sum == f32::NEG_INFINITY {
             return Ok(());
         }
-        let log_sum = candidates
-            .items
-            .iter()
-            .map(|c| (c.logit - max).exp())
-            .sum::<f32>()
-            .ln()
-            + max;
         candidates.items.iter_mut().for_each(|c| c.logit -= log_sum);
         Ok(())
     }
