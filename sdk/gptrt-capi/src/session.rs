@@ -1,0 +1,911 @@
+//! `gptrt_session_t`: one sequence in flight with its own KV cache, driven synchronously with a
+//! token callback or on a worker thread that the host polls without ever blocking.
+//!
+//! The worker pushes each token into the session's queue under a mutex held only for that push;
+//! the poll functions take the queue with `try_lock`, so a frame never waits for a forward pass.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+
+use gptrt::{CancelToken, Generation, GenerationConfig, Generator, Model, StopReason, TokenEvent};
+
+use crate::error::{
+    boundary, gptrt_status_t, panic_message, Failure, GPTRT_ERROR_BUSY, GPTRT_ERROR_INTERNAL,
+    GPTRT_ERROR_INVALID_OPTION, GPTRT_ERROR_INVALID_STATE, GPTRT_ERROR_PANIC,
+};
+use crate::ffi::{char_prefix, check_out, read_str, write_array, write_out, write_text};
+use crate::handles;
+use crate::options::gptrt_generation_options_t;
+
+/// One sequence in flight over a shared model: its tokens, KV cache and stop state, and the result
+/// of its last generation. Opaque; made by `gptrt_session_new`, released by `gptrt_session_free`.
+///
+/// A session runs one generation at a time: starting another while one runs is
+/// `GPTRT_ERROR_BUSY`. Each generation starts from its prompt with a fresh KV cache. Sessions are
+/// cheap; make one per conversation, NPC or request, all over one model.
+pub struct gptrt_session_t(());
+
+/// Where a session's generation is (`gptrt_session_state`, and the state the poll functions
+/// report).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum gptrt_session_state_t {
+    /// No generation has been started.
+    GPTRT_SESSION_IDLE = 0,
+    /// A generation is running (or, from the poll functions: its output is not all taken yet).
+    GPTRT_SESSION_RUNNING = 1,
+    /// The generation ended (any stop reason, cancellation included); the result is readable.
+    GPTRT_SESSION_FINISHED = 2,
+    /// The generation failed; the result functions return its status and message.
+    GPTRT_SESSION_FAILED = 3,
+}
+
+use gptrt_session_state_t::*;
+
+/// Why a generation stopped (`gptrt_session_stop_reason`). The numbers never change.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum gptrt_stop_reason_t {
+    /// An end token (`eos_token_id`) was generated; it is the last of the token ids.
+    GPTRT_STOP_EOS = 1,
+    /// `max_new_tokens` (or `max_length`) was reached.
+    GPTRT_STOP_MAX_NEW_TOKENS = 2,
+    /// The model's context window is full.
+    GPTRT_STOP_CONTEXT_FULL = 3,
+    /// The token callback returned `false`.
+    GPTRT_STOP_CALLBACK = 4,
+    /// A stop string appeared (left out of the text).
+    GPTRT_STOP_STOP_STRING = 5,
+    /// `max_time` ran out.
+    GPTRT_STOP_MAX_TIME = 6,
+    /// `gptrt_session_cancel` was called.
+    GPTRT_STOP_CANCELLED = 7,
+    /// A reason this version of the C API has no code for yet (see `gptrt_session_result_json`).
+    GPTRT_STOP_OTHER = 255,
+}
+
+use gptrt_stop_reason_t::*;
+
+fn stop_code(reason: StopReason) -> gptrt_stop_reason_t {
+    match reason {
+        StopReason::Eos => GPTRT_STOP_EOS,
+        StopReason::MaxNewTokens => GPTRT_STOP_MAX_NEW_TOKENS,
+        StopReason::ContextFull => GPTRT_STOP_CONTEXT_FULL,
+        StopReason::Callback => GPTRT_STOP_CALLBACK,
+        StopReason::StopString => GPTRT_STOP_STOP_STRING,
+        StopReason::MaxTime => GPTRT_STOP_MAX_TIME,
+        StopReason::Cancelled => GPTRT_STOP_CANCELLED,
+        #[allow(unreachable_patterns)]
+        _ => GPTRT_STOP_OTHER,
+    }
+}
+
+/// One generated token, handed to a `gptrt_token_callback_t`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct gptrt_token_event_t {
+    /// `sizeof(gptrt_token_event_t)` as gptrt was compiled: fields are only ever appended, so
+    /// check it before reading a field newer than your header.
+    pub struct_size: usize,
+    /// The token id.
+    pub token_id: u32,
+    /// The text this token completed, NUL-terminated UTF-8, valid only during the callback. May be
+    /// empty: part of a multi-byte character, a special token, or text held back because it may
+    /// start a stop string. Concatenating every event's text gives the final text.
+    pub text: *const c_char,
+    /// Bytes in `text`, the NUL not included.
+    pub text_len: usize,
+    /// 0 for the first generated token, then 1, 2, ...
+    pub index: usize,
+}
+
+/// Called for each generated token by `gptrt_session_generate`, on the calling thread.
+/// `user_data` is the pointer given to `gptrt_session_generate`. Return `true` to continue,
+/// `false` to stop (stop reason `GPTRT_STOP_CALLBACK`). The callback may call
+/// `gptrt_session_cancel`, and any gptrt function on other objects; it must not unwind (no C++
+/// exception may leave it, no `longjmp` out of it).
+pub type gptrt_token_callback_t =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const gptrt_token_event_t) -> bool>;
+
+/// The generation state a session's worker and the host share.
+#[derive(Default)]
+struct Stream {
+    /// Text generated and not yet taken by `gptrt_session_poll`, from `text_read` on.
+    text: String,
+    text_read: usize,
+    /// Ids generated and not yet taken by `gptrt_session_poll_tokens`, from `ids_read` on.
+    ids: Vec<u32>,
+    ids_read: usize,
+    /// The finished generation (or why it failed).
+    outcome: Option<Result<Generation, Failure>>,
+    /// Cancels the generation in flight.
+    cancel: CancelToken,
+}
+
+struct Shared {
+    stream: Mutex<Stream>,
+    /// `gptrt_session_state_t` as an integer, changed only while `stream` is locked; readable
+    /// without the lock.
+    phase: AtomicI32,
+    finished: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Stream> {
+        // Every change to the stream is a push or a whole-field store: consistent after a panic.
+        self.stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn phase(&self) -> gptrt_session_state_t {
+        match self.phase.load(Ordering::Acquire) {
+            0 => GPTRT_SESSION_IDLE,
+            1 => GPTRT_SESSION_RUNNING,
+            2 => GPTRT_SESSION_FINISHED,
+            _ => GPTRT_SESSION_FAILED,
+        }
+    }
+
+    /// Mark a generation as running (`GPTRT_ERROR_BUSY` when one is) and return its cancel token.
+    fn begin(&self) -> Result<CancelToken, Failure> {
+        let mut stream = self.lock();
+        if self.phase() == GPTRT_SESSION_RUNNING {
+            return Err(busy());
+        }
+        stream.text.clear();
+        stream.text_read = 0;
+        stream.ids.clear();
+        stream.ids_read = 0;
+        stream.outcome = None;
+        stream.cancel = CancelToken::new();
+        self.phase
+            .store(GPTRT_SESSION_RUNNING as i32, Ordering::Release);
+        Ok(stream.cancel.clone())
+    }
+
+    /// Store a generation's outcome. `queue`: also queue its text and ids for the poll functions
+    /// (when they were not streamed token by token).
+    fn finish(&self, outcome: Result<Generation, Failure>, queue: bool) {
+        let mut stream = self.lock();
+        let phase = match &outcome {
+            Ok(generation) => {
+                if queue {
+                    stream.text.push_str(&generation.text);
+                    stream.ids.extend_from_slice(&generation.token_ids);
+                }
+                GPTRT_SESSION_FINISHED
+            }
+            Err(_) => GPTRT_SESSION_FAILED,
+        };
+        stream.outcome = Some(outcome);
+        self.phase.store(phase as i32, Ordering::Release);
+        drop(stream);
+        self.finished.notify_all();
+    }
+}
+
+/// Marks the generation failed if the code running it unwinds before storing an outcome, so a
+/// session never stays "running" forever.
+struct FinishGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for FinishGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.finish(
+                Err(Failure::new(
+                    GPTRT_ERROR_PANIC,
+                    "the generation panicked (a gptrt bug; please report it)",
+                )),
+                false,
+            );
+        }
+    }
+}
+
+fn busy() -> Failure {
+    Failure::new(
+        GPTRT_ERROR_BUSY,
+        "a generation is running on this session: poll it to the end, wait for it, or cancel it",
+    )
+}
+
+/// The object behind a `gptrt_session_t`.
+pub(crate) struct Session {
+    model: Arc<Model>,
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Session {
+    fn join_worker(&self) {
+        let handle = self
+            .worker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            // The worker catches its own panics; a join error cannot carry anything new.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Session {
+    /// Freeing a session cancels its generation and waits for the worker to see it (at most the
+    /// forward pass in progress).
+    fn drop(&mut self) {
+        self.shared.lock().cancel.cancel();
+        self.join_worker();
+    }
+}
+
+/// The config a generation runs with, checked for what a session cannot do.
+fn session_config(
+    model: &Model,
+    options: *const gptrt_generation_options_t,
+) -> Result<GenerationConfig, Failure> {
+    let config = if options.is_null() {
+        model.generation_config().clone()
+    } else {
+        handles::get(options, "options")?.lock().clone()
+    };
+    if config.num_return_sequences > 1 {
+        return Err(Failure::new(
+            GPTRT_ERROR_INVALID_OPTION,
+            format!(
+                "invalid generation option `num_return_sequences`: a session generates one \
+                 sequence, {} were asked for (use one session per sequence)",
+                config.num_return_sequences
+            ),
+        ));
+    }
+    Ok(config)
+}
+
+/// Run one generation. Returns the result and whether its tokens went through `on_token` (beam
+/// search does not stream).
+fn run(
+    model: &Model,
+    ids: Vec<u32>,
+    config: &GenerationConfig,
+    cancel: CancelToken,
+    on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+) -> Result<(Generation, bool), Failure> {
+    if config.num_beams > 1 {
+        let mut results = model.generate_ids(vec![ids], config, &mut |_| true)?;
+        return Ok((take_first(&mut results)?, false));
+    }
+    let mut generator = Generator::new(model, vec![ids], config)?;
+    generator.set_cancel_token(cancel);
+    generator.run(on_token)?;
+    let mut results = generator.into_generations();
+    Ok((take_first(&mut results)?, true))
+}
+
+fn take_first(results: &mut Vec<Generation>) -> Result<Generation, Failure> {
+    if results.is_empty() {
+        return Err(Failure::new(
+            GPTRT_ERROR_INTERNAL,
+            "the generation returned no sequence",
+        ));
+    }
+    Ok(results.swap_remove(0))
+}
+
+/// Make a session over `model`. On success `*out_session` receives a new handle to release with
+/// `gptrt_session_free`. The session keeps the model alive.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `out_session` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_new(
+    model: *const crate::model::gptrt_model_t,
+    out_session: *mut *mut gptrt_session_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_new", || {
+        check_out(out_session, "out_session")?;
+        let model = handles::get(model, "model")?;
+        let session = Session {
+            model,
+            shared: Arc::new(Shared {
+                stream: Mutex::new(Stream::default()),
+                phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
+                finished: Condvar::new(),
+            }),
+            worker: Mutex::new(None),
+        };
+        let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_session, handle) };
+        Ok(())
+    })
+}
+
+/// Release a session handle. A running generation is cancelled and this call waits for its worker
+/// to stop (at most the forward pass in progress). NULL, or a handle freed already, is ignored (set
+/// your variable to NULL after freeing).
+///
+/// [thread-safe] Do not use the handle after this call. If another thread is inside a call on the
+/// session, the session is released when that call returns.
+#[no_mangle]
+pub extern "C" fn gptrt_session_free(session: *mut gptrt_session_t) {
+    let _ = boundary("gptrt_session_free", || {
+        handles::remove(session);
+        Ok(())
+    });
+}
+
+/// Generate a continuation of `prompt` (UTF-8; empty starts from `<|endoftext|>`) on the calling
+/// thread, calling `callback` (may be NULL) for each token. Returns when generation stops; then
+/// read the result with `gptrt_session_text`, `gptrt_session_token_ids`,
+/// `gptrt_session_stop_reason` or `gptrt_session_result_json`.
+///
+/// `options` may be NULL for the model's `generation_config.json`. A stop (end token, limits,
+/// callback returning `false`, `gptrt_session_cancel` from another thread) is `GPTRT_OK`; the stop
+/// reason says which. Errors: `GPTRT_ERROR_BUSY` (a generation is running on this session),
+/// `GPTRT_ERROR_INVALID_OPTION`, `GPTRT_ERROR_CONTEXT_OVERFLOW`, `GPTRT_ERROR_ONNX_RUNTIME`...
+///
+/// [thread-safe; one generation at a time per session] Runs on the calling thread, which it
+/// blocks; cancel it from any thread with `gptrt_session_cancel`.
+///
+/// # Safety
+/// `prompt` is NULL or NUL-terminated; `callback`, when not NULL, is safe to call with
+/// `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_generate(
+    session: *mut gptrt_session_t,
+    prompt: *const c_char,
+    options: *const gptrt_generation_options_t,
+    callback: gptrt_token_callback_t,
+    user_data: *mut c_void,
+) -> gptrt_status_t {
+    boundary("gptrt_session_generate", || {
+        let session = handles::get(session, "session")?;
+        // SAFETY: per this function's contract.
+        let prompt = unsafe { read_str(prompt, "prompt")? };
+        let config = session_config(&session.model, options)?;
+        let shared = &session.shared;
+        let cancel = shared.begin()?;
+        session.join_worker();
+        let mut guard = FinishGuard {
+            shared,
+            armed: true,
+        };
+        let mut text = Vec::new();
+        let mut index = 0usize;
+        let mut on_token = |event: &TokenEvent<'_>| -> bool {
+            let Some(callback) = callback else {
+                return true;
+            };
+            text.clear();
+            text.extend_from_slice(event.text.as_bytes());
+            text.push(0);
+            let c_event = gptrt_token_event_t {
+                struct_size: std::mem::size_of::<gptrt_token_event_t>(),
+                token_id: event.token_id,
+                text: text.as_ptr().cast(),
+                text_len: event.text.len(),
+                index,
+            };
+            index += 1;
+            // SAFETY: the host's callback with its own user_data, per this function's contract;
+            // the event and its text outlive the call.
+            unsafe { callback(user_data, &c_event) }
+        };
+        let outcome = session
+            .model
+            .tokenizer()
+            .encode(prompt)
+            .map_err(Failure::from)
+            .and_then(|ids| run(&session.model, ids, &config, cancel, &mut on_token));
+        guard.armed = false;
+        let status = outcome.as_ref().map(|_| ()).map_err(Failure::clone);
+        shared.finish(outcome.map(|(generation, _)| generation), false);
+        status
+    })
+}
+
+/// Start generating a continuation of `prompt` on a worker thread and return at once: the poll
+/// API for frame loops. Each frame, take what is ready with `gptrt_session_poll` (text) or
+/// `gptrt_session_poll_tokens` (ids); neither ever blocks. When they report
+/// `GPTRT_SESSION_FINISHED`, read the result as after `gptrt_session_generate`.
+///
+/// The prompt is tokenized and the options checked before this returns, so a bad prompt or option
+/// fails here (`GPTRT_ERROR_INVALID_OPTION`, `GPTRT_ERROR_CONTEXT_OVERFLOW`...), not later.
+/// `options` may be NULL for the model's `generation_config.json`; they are copied.
+/// `GPTRT_ERROR_BUSY` when a generation is running on this session.
+///
+/// [thread-safe; one generation at a time per session]
+///
+/// # Safety
+/// `prompt` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_start(
+    session: *mut gptrt_session_t,
+    prompt: *const c_char,
+    options: *const gptrt_generation_options_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_start", || {
+        let session = handles::get(session, "session")?;
+        // SAFETY: per this function's contract.
+        let prompt = unsafe { read_str(prompt, "prompt")? };
+        if session.shared.phase() == GPTRT_SESSION_RUNNING {
+            return Err(busy());
+        }
+        let config = session_config(&session.model, options)?;
+        let ids = session.model.tokenizer().encode(prompt)?;
+        // Check everything a generation checks before it starts, here on the caller's thread.
+        if config.num_beams > 1 {
+            config.validate()?;
+        } else {
+            drop(Generator::new(&session.model, vec![ids.clone()], &config)?);
+        }
+        let cancel = session.shared.begin()?;
+        session.join_worker();
+        let model = session.model.clone();
+        let shared = session.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gptrt-session".to_string())
+            .spawn(move || {
+                let mut guard = FinishGuard {
+                    shared: &shared,
+                    armed: true,
+                };
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    let mut on_token = |event: &TokenEvent<'_>| -> bool {
+                        let mut stream = shared.lock();
+                        stream.text.push_str(event.text);
+                        stream.ids.push(event.token_id);
+                        true
+                    };
+                    run(&model, ids, &config, cancel, &mut on_token)
+                }))
+                .unwrap_or_else(|payload| {
+                    Err(Failure::new(
+                        GPTRT_ERROR_PANIC,
+                        format!(
+                            "the generation panicked (a gptrt bug; please report it): {}",
+                            panic_message(payload.as_ref())
+                        ),
+                    ))
+                });
+                guard.armed = false;
+                match outcome {
+                    Ok((generation, streamed)) => shared.finish(Ok(generation), !streamed),
+                    Err(failure) => shared.finish(Err(failure), false),
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                *session
+                    .worker
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                let failure = Failure::new(
+                    GPTRT_ERROR_INTERNAL,
+                    format!("could not start the generation's worker thread: {e}"),
+                );
+                session.shared.finish(Err(failure.clone()), false);
+                Err(failure)
+            }
+        }
+    })
+}
+
+/// What the poll functions report: RUNNING until the generation has ended and its last output was
+/// taken from this queue.
+fn poll_state(phase: gptrt_session_state_t, drained: bool) -> gptrt_session_state_t {
+    match phase {
+        GPTRT_SESSION_FINISHED | GPTRT_SESSION_FAILED if !drained => GPTRT_SESSION_RUNNING,
+        other => other,
+    }
+}
+
+/// Take the text generated since the last poll, without waiting: never blocks, whatever the worker
+/// is doing. Copies at most `capacity - 1` bytes (whole UTF-8 characters only, so a capacity of 5
+/// or more always makes progress) plus a NUL into `buffer`; `*out_len` receives the bytes copied
+/// (0 when nothing is ready). Text that does not fit stays queued for the next call.
+///
+/// `*out_state`: `GPTRT_SESSION_RUNNING` while the generation runs or text is still queued;
+/// `GPTRT_SESSION_FINISHED` (or `GPTRT_SESSION_FAILED`) once it has ended and this call took the
+/// last of its text; `GPTRT_SESSION_IDLE` if nothing was started. `buffer` may be NULL with
+/// `capacity` 0 to read the state only.
+///
+/// [thread-safe, never blocks] Meant for one consumer: two threads polling the same session split
+/// the text between them.
+///
+/// # Safety
+/// `buffer` is NULL or valid for `capacity` bytes; `out_len` and `out_state` are NULL or valid for
+/// writes.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_poll(
+    session: *mut gptrt_session_t,
+    buffer: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+    out_state: *mut gptrt_session_state_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_poll", || {
+        check_out(out_len, "out_len")?;
+        check_out(out_state, "out_state")?;
+        if buffer.is_null() && capacity > 0 {
+            return Err(Failure::null("buffer"));
+        }
+        let session = handles::get(session, "session")?;
+        let shared = &session.shared;
+        let (len, state) = match shared.stream.try_lock() {
+            Ok(mut stream) => take_text(&mut stream, shared.phase(), buffer, capacity),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                take_text(&mut poisoned.into_inner(), shared.phase(), buffer, capacity)
+            }
+            // The worker is pushing a token this very moment: it will be there next frame.
+            Err(TryLockError::WouldBlock) => {
+                if capacity > 0 {
+                    // SAFETY: `buffer` is valid for `capacity >= 1` bytes.
+                    unsafe { buffer.write(0) };
+                }
+                (0, poll_state(shared.phase(), false))
+            }
+        };
+        // SAFETY: checked non-NULL.
+        unsafe {
+            write_out(out_len, len);
+            write_out(out_state, state);
+        }
+        Ok(())
+    })
+}
+
+fn take_text(
+    stream: &mut Stream,
+    phase: gptrt_session_state_t,
+    buffer: *mut c_char,
+    capacity: usize,
+) -> (usize, gptrt_session_state_t) {
+    let mut len = 0;
+    if capacity > 0 {
+        let ready = char_prefix(&stream.text[stream.text_read..], capacity - 1);
+        len = ready.len();
+        // SAFETY: `buffer` is valid for `capacity > len` bytes (checked non-NULL by the caller).
+        unsafe {
+            std::ptr::copy_nonoverlapping(ready.as_ptr(), buffer.cast::<u8>(), len);
+            buffer.add(len).write(0);
+        }
+        stream.text_read += len;
+        if stream.text_read == stream.text.len() {
+            // Keep the allocation for the next tokens.
+            stream.text.clear();
+            stream.text_read = 0;
+        }
+    }
+    let drained = stream.text_read == stream.text.len();
+    (len, poll_state(phase, drained))
+}
+
+/// Take the token ids generated since the last `gptrt_session_poll_tokens`, without waiting (as
+/// `gptrt_session_poll`, on a separate queue: use either or both). Copies at most `capacity` ids
+/// into `ids`; `*out_count` receives how many (0 when none is ready); the rest stay queued.
+/// `*out_state` as in `gptrt_session_poll`, for this queue.
+///
+/// [thread-safe, never blocks]
+///
+/// # Safety
+/// `ids` is NULL or valid for `capacity` ids; `out_count` and `out_state` are NULL or valid for
+/// writes.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_poll_tokens(
+    session: *mut gptrt_session_t,
+    ids: *mut u32,
+    capacity: usize,
+    out_count: *mut usize,
+    out_state: *mut gptrt_session_state_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_poll_tokens", || {
+        check_out(out_count, "out_count")?;
+        check_out(out_state, "out_state")?;
+        if ids.is_null() && capacity > 0 {
+            return Err(Failure::null("ids"));
+        }
+        let session = handles::get(session, "session")?;
+        let shared = &session.shared;
+        let take = |stream: &mut Stream| {
+            let ready = &stream.ids[stream.ids_read..];
+            let count = ready.len().min(capacity);
+            if count > 0 {
+                // SAFETY: `ids` is valid for `capacity >= count` ids.
+                unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), ids, count) };
+            }
+            stream.ids_read += count;
+            if stream.ids_read == stream.ids.len() {
+                stream.ids.clear();
+                stream.ids_read = 0;
+            }
+            let drained = stream.ids_read == stream.ids.len();
+            (count, poll_state(shared.phase(), drained))
+        };
+        let (count, state) = match shared.stream.try_lock() {
+            Ok(mut stream) => take(&mut stream),
+            Err(TryLockError::Poisoned(poisoned)) => take(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => (0, poll_state(shared.phase(), false)),
+        };
+        // SAFETY: checked non-NULL.
+        unsafe {
+            write_out(out_count, count);
+            write_out(out_state, state);
+        }
+        Ok(())
+    })
+}
+
+/// The session's generation state, ignoring what is still queued for the poll functions.
+///
+/// [thread-safe, never blocks]
+///
+/// # Safety
+/// `out_state` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_state(
+    session: *const gptrt_session_t,
+    out_state: *mut gptrt_session_state_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_state", || {
+        check_out(out_state, "out_state")?;
+        let session = handles::get(session, "session")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_state, session.shared.phase()) };
+        Ok(())
+    })
+}
+
+/// Ask the running generation to stop: it produces at most one more token (the one being
+/// computed) and ends with stop reason `GPTRT_STOP_CANCELLED`. Does nothing (and returns `GPTRT_OK`) when no generation is running,
+/// including after it finished.
+///
+/// [thread-safe: any thread, any time; never waits for the generation]
+#[no_mangle]
+pub extern "C" fn gptrt_session_cancel(session: *const gptrt_session_t) -> gptrt_status_t {
+    boundary("gptrt_session_cancel", || {
+        let session = handles::get(session, "session")?;
+        session.shared.lock().cancel.cancel();
+        Ok(())
+    })
+}
+
+/// Block until the session's generation ends (returns at once when none is running). Returns
+/// `GPTRT_OK` when it finished (or none ever ran), else the generation's error status and message.
+///
+/// [thread-safe] Blocks the calling thread: not for frame loops.
+#[no_mangle]
+pub extern "C" fn gptrt_session_wait(session: *const gptrt_session_t) -> gptrt_status_t {
+    boundary("gptrt_session_wait", || {
+        let session = handles::get(session, "session")?;
+        let shared = &session.shared;
+        let mut stream = shared.lock();
+        while shared.phase() == GPTRT_SESSION_RUNNING {
+            stream = shared
+                .finished
+                .wait(stream)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        let outcome = match &stream.outcome {
+            Some(Err(failure)) => Err(failure.clone()),
+            _ => Ok(()),
+        };
+        drop(stream);
+        session.join_worker();
+        outcome
+    })
+}
+
+/// Run `read` on the finished generation, or say why there is none.
+fn with_result(
+    session: *const gptrt_session_t,
+    read: impl FnOnce(&Generation, &Model) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let session = handles::get(session, "session")?;
+    let stream = session.shared.lock();
+    match (session.shared.phase(), &stream.outcome) {
+        (GPTRT_SESSION_RUNNING, _) => Err(busy()),
+        (_, Some(Ok(generation))) => read(generation, &session.model),
+        (_, Some(Err(failure))) => Err(Failure::new(
+            failure.status,
+            format!("the generation failed: {}", failure.message),
+        )),
+        (_, None) => Err(Failure::new(
+            GPTRT_ERROR_INVALID_STATE,
+            "no generation has run on this session yet",
+        )),
+    }
+}
+
+/// The generated text of the last generation (special tokens left out), copied into `buffer` with
+/// a terminating NUL. `*out_size` receives the size needed (the NUL included), also when the status
+/// is `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass `buffer = NULL, capacity = 0` to ask for it.
+/// `GPTRT_ERROR_BUSY` while a generation runs, `GPTRT_ERROR_INVALID_STATE` before the first one,
+/// the generation's own error if it failed.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `buffer` is NULL or valid for `capacity` bytes; `out_size` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_text(
+    session: *const gptrt_session_t,
+    buffer: *mut c_char,
+    capacity: usize,
+    out_size: *mut usize,
+) -> gptrt_status_t {
+    boundary("gptrt_session_text", || {
+        check_out(out_size, "out_size")?;
+        with_result(session, |generation, _| {
+            // SAFETY: per this function's contract.
+            unsafe { write_text(&generation.text, buffer, capacity, out_size, "buffer") }
+        })
+    })
+}
+
+/// The generated token ids of the last generation (an end token that stopped it is included, as in
+/// Hugging Face). `*out_count` receives the number of ids, also when the status is
+/// `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass `ids = NULL, capacity = 0` to ask for it. Errors as
+/// `gptrt_session_text`.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `ids` is NULL or valid for `capacity` ids; `out_count` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_token_ids(
+    session: *const gptrt_session_t,
+    ids: *mut u32,
+    capacity: usize,
+    out_count: *mut usize,
+) -> gptrt_status_t {
+    boundary("gptrt_session_token_ids", || {
+        check_out(out_count, "out_count")?;
+        with_result(session, |generation, _| {
+            // SAFETY: per this function's contract.
+            unsafe { write_array(&generation.token_ids, ids, capacity, out_count, "ids") }
+        })
+    })
+}
+
+/// The prompt's token ids as fed to the model (after truncation; `<|endoftext|>` for an empty
+/// prompt). Buffer rules and errors as `gptrt_session_token_ids`.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `ids` is NULL or valid for `capacity` ids; `out_count` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_prompt_token_ids(
+    session: *const gptrt_session_t,
+    ids: *mut u32,
+    capacity: usize,
+    out_count: *mut usize,
+) -> gptrt_status_t {
+    boundary("gptrt_session_prompt_token_ids", || {
+        check_out(out_count, "out_count")?;
+        with_result(session, |generation, _| {
+            // SAFETY: per this function's contract.
+            unsafe {
+                write_array(
+                    &generation.prompt_token_ids,
+                    ids,
+                    capacity,
+                    out_count,
+                    "ids",
+                )
+            }
+        })
+    })
+}
+
+/// Why the last generation stopped. Errors as `gptrt_session_text`.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `out_reason` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_stop_reason(
+    session: *const gptrt_session_t,
+    out_reason: *mut gptrt_stop_reason_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_stop_reason", || {
+        check_out(out_reason, "out_reason")?;
+        with_result(session, |generation, _| {
+            // SAFETY: checked non-NULL.
+            unsafe { write_out(out_reason, stop_code(generation.stop_reason)) };
+            Ok(())
+        })
+    })
+}
+
+/// Everything about the last generation as one JSON object: `text`, `prompt_token_ids`,
+/// `token_ids`, `stop_reason` (`"eos"`, `"max_new_tokens"`, `"context_full"`, `"callback"`,
+/// `"stop_string"`, `"max_time"`, `"cancelled"`), `stop_string`, `seed` (when sampling), `score`
+/// (beam search), `logprobs` (when asked for), and the timing (`prompt_tokens`, `prompt_seconds`,
+/// `decode_tokens`, `decode_seconds`, `prompt_tokens_per_second`, `decode_tokens_per_second`),
+/// copied into `buffer` with a terminating NUL. Buffer rules and errors as `gptrt_session_text`.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `buffer` is NULL or valid for `capacity` bytes; `out_size` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_result_json(
+    session: *const gptrt_session_t,
+    buffer: *mut c_char,
+    capacity: usize,
+    out_size: *mut usize,
+) -> gptrt_status_t {
+    boundary("gptrt_session_result_json", || {
+        check_out(out_size, "out_size")?;
+        with_result(session, |generation, model| {
+            let text = result_json(generation, model).to_string();
+            // SAFETY: per this function's contract.
+            unsafe { write_text(&text, buffer, capacity, out_size, "buffer") }
+        })
+    })
+}
+
+fn result_json(result: &Generation, model: &Model) -> serde_json::Value {
+    use serde_json::json;
+    let tokenizer = model.tokenizer();
+    let piece = |id: u32| {
+        tokenizer
+            .token_bytes(id)
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let stats = &result.stats;
+    let mut output = json!({
+        "text": result.text,
+        "prompt_token_ids": result.prompt_token_ids,
+        "token_ids": result.token_ids,
+        "stop_reason": result.stop_reason.name(),
+        "prompt_tokens": stats.prompt_tokens,
+        "prompt_seconds": stats.prompt_seconds,
+        "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+        "decode_tokens": stats.decode_tokens,
+        "decode_seconds": stats.decode_seconds,
+        "decode_tokens_per_second": stats.decode_tokens_per_second(),
+    });
+    if let Some(stop) = &result.stop_string {
+        output["stop_string"] = json!(stop);
+    }
+    if let Some(seed) = result.seed {
+        output["seed"] = json!(seed);
+    }
+    if let Some(score) = result.score {
+        output["score"] = json!(score);
+    }
+    if let Some(logprobs) = &result.logprobs {
+        output["logprobs"] = logprobs
+            .iter()
+            .map(|lp| {
+                json!({
+                    "token_id": lp.token_id,
+                    "token": piece(lp.token_id),
+                    "logprob": lp.logprob,
+                    "top": lp.top.iter().map(|&(id, logprob)| json!({"token_id": id, "token": piece(id), "logprob": logprob})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    output
+}
