@@ -197,6 +197,10 @@ impl StopFilter {
 }
 
 struct Row {
+    /// Stable id: the row's index at submission, or the id [`Generator::join`] returned.
+    id: usize,
+    /// End tokens of this row's config.
+    eos: Vec<u32>,
     /// Prompt then generated tokens.
     tokens: Vec<u32>,
     prompt_len: usize,
@@ -218,8 +222,20 @@ struct Row {
 }
 
 impl Row {
-    fn generated(&self) -> &[u32] {
-        &self.tokens[self.prompt_len..]
+    fn into_generation(self, stats: GenerationStats) -> Generation {
+        let mut prompt = self.tokens;
+        let token_ids = prompt.split_off(self.prompt_len);
+        Generation {
+            prompt_token_ids: prompt,
+            token_ids,
+            text: self.text,
+            stop_reason: self.stop.unwrap_or(StopReason::MaxNewTokens),
+            stop_string: self.stop_string,
+            logprobs: self.logprobs,
+            seed: self.seed,
+            score: None,
+            stats,
+        }
     }
     /// Position of the next fed token: the count of real tokens before it.
     fn next_position(&self) -> i64 {
@@ -319,7 +335,7 @@ pub(crate) fn prepare_prompts(
 pub struct Generator<'m> {
     model: &'m Model,
     rows: Vec<Row>,
-    eos: Vec<u32>,
+    next_id: usize,
     pad: u32,
     cache: KvCache,
     logits: Vec<f32>,
@@ -375,6 +391,8 @@ impl<'m> Generator<'m> {
             for copy in 0..copies {
                 let seed = base_seed.map(|seed| seed.wrapping_add(copy as u64));
                 rows.push(Row {
+                    id: rows.len(),
+                    eos: eos.clone(),
                     stop: (budget == 0).then_some(StopReason::MaxNewTokens),
                     tokens: prompt.clone(),
                     prompt_len,
@@ -397,8 +415,8 @@ impl<'m> Generator<'m> {
         }
         Ok(Generator {
             model,
+            next_id: rows.len(),
             rows,
-            eos,
             pad,
             cache: KvCache::default(),
             logits: Vec::new(),
@@ -418,10 +436,14 @@ impl<'m> Generator<'m> {
 
     /// Replace a row's sampler chain (for chains built by hand or with plugin samplers).
     pub fn set_chain(&mut self, row: usize, chain: SamplerChain) -> Result<()> {
-        let slot = self.rows.get_mut(row).ok_or(Error::InvalidOption {
-            field: "row",
-            message: format!("row {row} does not exist"),
-        })?;
+        let slot = self
+            .rows
+            .iter_mut()
+            .find(|r| r.id == row)
+            .ok_or(Error::InvalidOption {
+                field: "row",
+                message: format!("row {row} does not exist"),
+            })?;
         slot.chain = chain;
         Ok(())
     }
@@ -538,90 +560,176 @@ impl<'m> Generator<'m> {
 
     fn select_tokens(&mut self, on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
         let vocab = self.model.config().vocab_size;
-        let n_positions = self.model.config().n_positions;
-        // The batch can take one more step only while its shared width fits the window.
-        let window_full = self.rows[0].mask.len() >= n_positions;
-        let out_of_time = self
-            .max_time
-            .zip(self.began)
-            .is_some_and(|(limit, began)| began.elapsed().as_secs_f64() >= limit);
-        let cancelled = self.cancel.is_cancelled();
-        let tokenizer = self.model.tokenizer();
-        let mut sampling_seconds = 0.0;
+        let flags = self.step_flags();
+        let mut buffers = Buffers {
+            text: std::mem::take(&mut self.text_buf),
+            piece: std::mem::take(&mut self.piece_buf),
+            sampling_seconds: 0.0,
+        };
+        let mut result = Ok(());
         for (index, row) in self.rows.iter_mut().enumerate() {
             if row.stop.is_some() {
                 continue;
             }
             let logits = &self.logits[index * vocab..(index + 1) * vocab];
-            let context = SamplerContext {
-                tokens: &row.tokens,
-                prompt_len: row.prompt_len,
-                max_length: row.max_length,
-                vocab_size: vocab,
-            };
-            let chain_began = Instant::now();
-            let token = row.chain.sample(logits, &context)?;
-            sampling_seconds += chain_began.elapsed().as_secs_f64();
-            if token as usize >= vocab {
-                return Err(Error::Sampler {
-                    sampler: row
-                        .chain
-                        .names()
-                        .last()
-                        .copied()
-                        .unwrap_or("chain")
-                        .to_string(),
-                    message: format!(
-                        "selected token {token}, outside the vocabulary (size {vocab})"
-                    ),
-                });
-            }
-            if let (Some(list), Some(n)) = (row.logprobs.as_mut(), self.logprobs) {
-                list.push(token_logprob(logits, token, n));
-            }
-            row.tokens.push(token);
-            self.text_buf.clear();
-            let mut decoded = std::mem::take(&mut self.text_buf);
-            let mut piece = std::mem::take(&mut self.piece_buf);
-            piece.clear();
-            row.decoder.push_into(tokenizer, token, &mut piece)?;
-            let matched = row.stop_filter.push(&piece, &mut decoded);
-            self.piece_buf = piece;
-            if let Some(matched) = matched {
-                row.stop = Some(StopReason::StopString);
-                row.stop_string = Some(row.stop_filter.stops[matched].clone());
-            } else if self.eos.contains(&token) {
-                row.stop = Some(StopReason::Eos);
-            } else if row.tokens.len() >= row.budget_end {
-                row.stop = Some(StopReason::MaxNewTokens);
-            } else if row.tokens.len() >= n_positions || window_full {
-                row.stop = Some(StopReason::ContextFull);
-            } else if cancelled {
-                row.stop = Some(StopReason::Cancelled);
-            } else if out_of_time {
-                row.stop = Some(StopReason::MaxTime);
-            }
-            if row.stop.is_some() && row.stop != Some(StopReason::StopString) {
-                let tail = row.decoder.finish();
-                if row.stop_filter.push(&tail, &mut decoded).is_some() {
-                    row.stop = Some(StopReason::StopString);
-                } else {
-                    row.stop_filter.finish(&mut decoded);
-                }
-            }
-            row.text.push_str(&decoded);
-            let keep_going = on_token(&TokenEvent {
-                row: index,
-                token_id: token,
-                text: &decoded,
-            });
-            self.text_buf = decoded;
-            if !keep_going && row.stop.is_none() {
-                row.stop = Some(StopReason::Callback);
+            result = select_row(
+                self.model,
+                row,
+                logits,
+                &flags,
+                self.logprobs,
+                &mut buffers,
+                on_token,
+            );
+            if result.is_err() {
+                break;
             }
         }
-        self.stats.sampling_seconds += sampling_seconds;
-        Ok(())
+        self.stats.sampling_seconds += buffers.sampling_seconds;
+        self.text_buf = buffers.text;
+        self.piece_buf = buffers.piece;
+        result
+    }
+
+    fn step_flags(&self) -> StepFlags {
+        StepFlags {
+            // The batch can take one more step only while its shared width fits the window.
+            window_full: self
+                .rows
+                .first()
+                .is_some_and(|row| row.mask.len() >= self.model.config().n_positions),
+            out_of_time: self
+                .max_time
+                .zip(self.began)
+                .is_some_and(|(limit, began)| began.elapsed().as_secs_f64() >= limit),
+            cancelled: self.cancel.is_cancelled(),
+        }
+    }
+
+    /// Continuous batching: add a sequence to a running batch. Its prompt runs alone (one forward
+    /// pass), its first token is chosen (and reported to `on_token`), then its KV cache joins the
+    /// batch's, left-padded to the common width, so from the next [`Generator::step`] on it
+    /// advances in the same forward pass as the others. Returns its row id (the `row` of its
+    /// [`TokenEvent`]s). Before the first step it simply joins the prompt batch.
+    pub fn join(
+        &mut self,
+        prompt: Vec<u32>,
+        config: &GenerationConfig,
+        on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<usize> {
+        if config.num_beams > 1 {
+            return Err(Error::InvalidOption {
+                field: "num_beams",
+                message: "beam search cannot join a running batch".to_string(),
+            });
+        }
+        let mut joining = Generator::new(self.model, vec![prompt], config)?;
+        if joining.rows.len() != 1 {
+            return Err(Error::InvalidOption {
+                field: "num_return_sequences",
+                message: "join one sequence at a time".to_string(),
+            });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        if !self.started {
+            let mut row = joining.rows.remove(0);
+            row.id = id;
+            self.rows.push(row);
+            return Ok(id);
+        }
+        // Run the newcomer's prompt alone; its first token comes from that pass.
+        joining.rows[0].id = id;
+        joining.step(on_token)?;
+        self.stats.prompt_tokens += joining.stats.prompt_tokens;
+        self.stats.prompt_seconds += joining.stats.prompt_seconds;
+        self.stats.sampling_seconds += joining.stats.sampling_seconds;
+        let mut row = joining.rows.remove(0);
+        let width = self.rows.first().map_or(0, |r| r.mask.len());
+        let own = row.mask.len();
+        if self.rows.is_empty() {
+            self.cache = joining.cache;
+        } else {
+            if own > width {
+                // The newcomer is longer: pad every row already in the batch.
+                self.cache.pad_left(own - width)?;
+                for existing in &mut self.rows {
+                    existing
+                        .fed_ids
+                        .splice(0..0, std::iter::repeat_n(i64::from(self.pad), own - width));
+                    existing
+                        .mask
+                        .splice(0..0, std::iter::repeat_n(0, own - width));
+                }
+            } else if width > own {
+                joining.cache.pad_left(width - own)?;
+                row.fed_ids
+                    .splice(0..0, std::iter::repeat_n(i64::from(self.pad), width - own));
+                row.mask.splice(0..0, std::iter::repeat_n(0, width - own));
+            }
+            if self.model.uses_cache() {
+                self.cache.append_rows(joining.cache)?;
+            }
+        }
+        self.rows.push(row);
+        Ok(id)
+    }
+
+    /// Continuous batching: take the stopped sequences out of the batch (their KV cache rows
+    /// go too, and padding columns no row needs any more are dropped) and return their results
+    /// with their row ids.
+    pub fn retire(&mut self) -> Result<Vec<(usize, Generation)>> {
+        if !self.rows.iter().any(|row| row.stop.is_some()) {
+            return Ok(Vec::new());
+        }
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].stop.is_none())
+            .collect();
+        if self.started && self.model.uses_cache() && !keep.is_empty() {
+            self.cache.select_rows(&keep)?;
+        }
+        let stats = self.stats;
+        let mut retired = Vec::new();
+        let mut kept = Vec::with_capacity(keep.len());
+        for row in std::mem::take(&mut self.rows) {
+            if row.stop.is_some() {
+                retired.push((row.id, row.into_generation(stats)));
+            } else {
+                kept.push(row);
+            }
+        }
+        self.rows = kept;
+        if self.rows.is_empty() {
+            self.cache = KvCache::default();
+            self.started = false;
+            return Ok(retired);
+        }
+        let unused = self
+            .rows
+            .iter()
+            .map(|row| row.mask.iter().take_while(|&&m| m == 0).count())
+            .min()
+            .unwrap_or(0);
+        if unused > 0 && self.started {
+            if self.model.uses_cache() {
+                self.cache.drop_left(unused)?;
+            }
+            for row in &mut self.rows {
+                row.fed_ids.drain(..unused);
+                row.mask.drain(..unused);
+            }
+        }
+        Ok(retired)
+    }
+
+    /// How many sequences are in the batch (stopped ones included until [`Generator::retire`]).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch holds no sequence.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 
     /// Run until every sequence stops.
@@ -635,23 +743,99 @@ impl<'m> Generator<'m> {
         let stats = self.stats;
         self.rows
             .into_iter()
-            .map(|row| Generation {
-                token_ids: row.generated().to_vec(),
-                prompt_token_ids: {
-                    let mut tokens = row.tokens;
-                    tokens.truncate(row.prompt_len);
-                    tokens
-                },
-                text: row.text,
-                stop_reason: row.stop.unwrap_or(StopReason::MaxNewTokens),
-                stop_string: row.stop_string,
-                logprobs: row.logprobs,
-                seed: row.seed,
-                score: None,
-                stats,
-            })
+            .map(|row| row.into_generation(stats))
             .collect()
     }
+}
+
+/// Conditions that stop every active row at its next token.
+struct StepFlags {
+    window_full: bool,
+    out_of_time: bool,
+    cancelled: bool,
+}
+
+/// Reused text buffers, so picking a token allocates nothing.
+struct Buffers {
+    text: String,
+    piece: String,
+    sampling_seconds: f64,
+}
+
+/// Pick one row's next token from its logits, decide whether it stops, and report it.
+fn select_row(
+    model: &Model,
+    row: &mut Row,
+    logits: &[f32],
+    flags: &StepFlags,
+    logprobs: Option<usize>,
+    buffers: &mut Buffers,
+    on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+) -> Result<()> {
+    let vocab = model.config().vocab_size;
+    let n_positions = model.config().n_positions;
+    let context = SamplerContext {
+        tokens: &row.tokens,
+        prompt_len: row.prompt_len,
+        max_length: row.max_length,
+        vocab_size: vocab,
+    };
+    let chain_began = Instant::now();
+    let token = row.chain.sample(logits, &context)?;
+    buffers.sampling_seconds += chain_began.elapsed().as_secs_f64();
+    if token as usize >= vocab {
+        return Err(Error::Sampler {
+            sampler: row
+                .chain
+                .names()
+                .last()
+                .copied()
+                .unwrap_or("chain")
+                .to_string(),
+            message: format!("selected token {token}, outside the vocabulary (size {vocab})"),
+        });
+    }
+    if let (Some(list), Some(n)) = (row.logprobs.as_mut(), logprobs) {
+        list.push(token_logprob(logits, token, n));
+    }
+    row.tokens.push(token);
+    let decoded = &mut buffers.text;
+    decoded.clear();
+    buffers.piece.clear();
+    row.decoder
+        .push_into(model.tokenizer(), token, &mut buffers.piece)?;
+    if let Some(matched) = row.stop_filter.push(&buffers.piece, decoded) {
+        row.stop = Some(StopReason::StopString);
+        row.stop_string = Some(row.stop_filter.stops[matched].clone());
+    } else if row.eos.contains(&token) {
+        row.stop = Some(StopReason::Eos);
+    } else if row.tokens.len() >= row.budget_end {
+        row.stop = Some(StopReason::MaxNewTokens);
+    } else if row.tokens.len() >= n_positions || flags.window_full {
+        row.stop = Some(StopReason::ContextFull);
+    } else if flags.cancelled {
+        row.stop = Some(StopReason::Cancelled);
+    } else if flags.out_of_time {
+        row.stop = Some(StopReason::MaxTime);
+    }
+    if row.stop.is_some() && row.stop != Some(StopReason::StopString) {
+        let tail = row.decoder.finish();
+        if row.stop_filter.push(&tail, decoded).is_some() {
+            row.stop = Some(StopReason::StopString);
+        } else {
+            row.stop_filter.finish(decoded);
+        }
+    }
+    row.text.push_str(decoded);
+    let keep_going = on_token(&TokenEvent {
+        row: row.id,
+        token_id: token,
+        text: decoded,
+    });
+    if !keep_going && row.stop.is_none() {
+        row.stop = Some(StopReason::Callback);
+    }
+    Ok(())
 }
 
 /// Log-softmax of the raw logits at `token`, plus the `n` best alternatives.

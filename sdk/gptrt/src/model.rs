@@ -75,35 +75,130 @@ impl KvCache {
         self.values.is_empty()
     }
 
-    /// Rebuild the cache so that row `i` holds the old row `rows[i]` (beam search reordering).
-    /// Copies only when the order actually changes.
-    pub(crate) fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
-        if rows.iter().enumerate().all(|(i, &row)| i == row) {
-            return Ok(());
-        }
+    /// Apply `f` to every cache tensor's `(shape, data)`, replacing the tensor with its result.
+    fn rebuild(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&[i64], &[f32]) -> (Vec<i64>, Vec<f32>),
+    ) -> Result<()> {
         for value in &mut self.values {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
-                .map_err(|e| Error::ort("reordering the KV cache", e))?;
-            let batch = shape.first().copied().unwrap_or(0) as usize;
-            if batch == 0 || rows.iter().any(|&row| row >= batch) {
+                .map_err(|e| Error::ort(format!("{what} the KV cache"), e))?;
+            let (dims, values) = f(shape, data);
+            *value = Tensor::from_array((dims, values))
+                .map_err(|e| Error::ort(format!("{what} the KV cache"), e))?
+                .into_dyn();
+        }
+        Ok(())
+    }
+
+    /// Insert `extra` zero positions at the start of the sequence axis of every row (left padding,
+    /// masked out by the attention mask).
+    pub(crate) fn pad_left(&mut self, extra: usize) -> Result<()> {
+        self.rebuild("padding", |shape, data| {
+            let (outer, len, inner) = (
+                shape[0] as usize * shape[1] as usize,
+                shape[2] as usize,
+                shape[3] as usize,
+            );
+            let mut out = Vec::with_capacity(outer * (len + extra) * inner);
+            for block in data.chunks_exact(len * inner).take(outer) {
+                out.extend(std::iter::repeat_n(0.0, extra * inner));
+                out.extend_from_slice(block);
+            }
+            (
+                vec![shape[0], shape[1], (len + extra) as i64, shape[3]],
+                out,
+            )
+        })
+    }
+
+    /// Drop the first `count` positions of the sequence axis (padding no row needs any more).
+    pub(crate) fn drop_left(&mut self, count: usize) -> Result<()> {
+        self.rebuild("trimming", |shape, data| {
+            let (outer, len, inner) = (
+                shape[0] as usize * shape[1] as usize,
+                shape[2] as usize,
+                shape[3] as usize,
+            );
+            let mut out = Vec::with_capacity(outer * (len - count) * inner);
+            for block in data.chunks_exact(len * inner).take(outer) {
+                out.extend_from_slice(&block[count * inner..]);
+            }
+            (
+                vec![shape[0], shape[1], (len - count) as i64, shape[3]],
+                out,
+            )
+        })
+    }
+
+    /// Append another cache's rows (same sequence length) after this one's.
+    pub(crate) fn append_rows(&mut self, other: KvCache) -> Result<()> {
+        if self.values.len() != other.values.len() {
+            return Err(Error::UnexpectedOutput {
+                tensor: "present".to_string(),
+                message: "caches of different layer counts cannot be merged".to_string(),
+            });
+        }
+        for (value, extra) in self.values.iter_mut().zip(other.values) {
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::ort("merging the KV cache", e))?;
+            let (extra_shape, extra_data) = extra
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::ort("merging the KV cache", e))?;
+            if shape[1..] != extra_shape[1..] {
                 return Err(Error::UnexpectedOutput {
+                    tensor: "present".to_string(),
+                    message: format!("cannot merge caches of shapes {shape:?} and {extra_shape:?}"),
+                });
+            }
+            let mut dims = shape.to_vec();
+            dims[0] += extra_shape[0];
+            let merged: Vec<f32> = data.iter().chain(extra_data).copied().collect();
+            *value = Tensor::from_array((dims, merged))
+                .map_err(|e| Error::ort("merging the KV cache", e))?
+                .into_dyn();
+        }
+        Ok(())
+    }
+
+    /// Rebuild the cache so that row `i` holds the old row `rows[i]` (beam search reordering).
+    /// Copies only when the order actually changes.
+    pub(crate) fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let batch = match self.values.first() {
+            Some(value) => {
+                value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| Error::ort("reordering the KV cache", e))?
+                    .0[0] as usize
+            }
+            None => return Ok(()),
+        };
+        if rows.len() == batch && rows.iter().enumerate().all(|(i, &row)| i == row) {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        self.rebuild("reordering", |shape, data| {
+            let batch = shape[0] as usize;
+            if rows.iter().any(|&row| row >= batch) {
+                result = Err(Error::UnexpectedOutput {
                     tensor: "present".to_string(),
                     message: format!("KV cache batch {batch} cannot be reordered to rows {rows:?}"),
                 });
+                return (shape.to_vec(), data.to_vec());
             }
-            let row_len = data.len() / batch;
+            let row_len = data.len() / batch.max(1);
             let mut gathered = Vec::with_capacity(row_len * rows.len());
             for &row in rows {
                 gathered.extend_from_slice(&data[row * row_len..(row + 1) * row_len]);
             }
-            let mut dims: Vec<i64> = shape.to_vec();
+            let mut dims = shape.to_vec();
             dims[0] = rows.len() as i64;
-            *value = Tensor::from_array((dims, gathered))
-                .map_err(|e| Error::ort("reordering the KV cache", e))?
-                .into_dyn();
-        }
-        Ok(())
+            (dims, gathered)
+        })?;
+        result
     }
 }
 
