@@ -132,6 +132,9 @@ struct BenchArgs {
     /// Timed runs after one untimed warm-up run; the best and the median are reported.
     #[arg(long, default_value_t = 3, value_name = "N")]
     runs: usize,
+    /// Sequences decoded together in one batch (aggregate tokens/s is reported).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
     /// Decode with the full sampling chain (temperature 0.8, top-k 40, top-p 0.95, repetition
     /// penalty 1.2, seeded draw) instead of greedy, and report its share of each decode step.
     #[arg(long)]
@@ -717,7 +720,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     prompt.sort_by(f64::total_cmp);
     let sampling_ms: Vec<f64> = runs
         .iter()
-        .map(|r| 1e3 * r.stats.sampling_seconds / r.token_ids.len().max(1) as f64)
+        .map(|r| 1e3 * r.stats.sampling_seconds / (r.token_ids.len() * args.batch).max(1) as f64)
         .collect();
     let chain_share = runs
         .iter()
@@ -732,6 +735,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             "layout": model.layout().name(),
             "provider": model.provider(),
             "threads": args.runtime.threads,
+            "batch": args.batch,
             "prompt_tokens": first.prompt_token_ids.len(),
             "new_tokens": first.token_ids.len(),
             "runs": args.runs,
@@ -746,10 +750,11 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         say!("{output}");
     } else {
         say!(
-            "{} ({} layout, {}): prompt {} tokens, {} new tokens, {} runs",
+            "{} ({} layout, {}): batch {}, prompt {} tokens, {} new tokens, {} runs",
             model.dir().display(),
             model.layout(),
             model.provider(),
+            args.batch,
             first.prompt_token_ids.len(),
             first.token_ids.len(),
             args.runs
