@@ -847,7 +847,8 @@ gptrt_status_t gptrt_execution_provider_available(const char *name,
                                                   bool *out_available);
 
 // Make a session over `model`. On success `*out_session` receives a new handle to release with
-// `gptrt_session_free`. The session keeps the model alive.
+// `gptrt_session_free`. The session keeps the model alive. Each session starts one worker thread
+// (idle until `gptrt_session_start`), so make sessions while loading, not in a frame.
 //
 // [thread-safe]
 //
@@ -856,8 +857,8 @@ gptrt_status_t gptrt_execution_provider_available(const char *name,
 gptrt_status_t gptrt_session_new(const gptrt_model_t *model,
                                  gptrt_session_t **out_session);
 
-// Release a session handle. A running generation is cancelled and this call waits for its worker
-// to stop (at most the forward pass in progress). NULL, or a handle freed already, is ignored (set
+// Release a session handle. A running generation is cancelled and this call waits for the
+// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle freed already, is ignored (set
 // your variable to NULL after freeing).
 //
 // [thread-safe] Do not use the handle after this call. If another thread is inside a call on the
@@ -891,10 +892,13 @@ gptrt_status_t gptrt_session_generate(gptrt_session_t *session,
 // `gptrt_session_poll_tokens` (ids); neither ever blocks. When they report
 // `GPTRT_SESSION_FINISHED`, read the result as after `gptrt_session_generate`.
 //
-// The prompt is tokenized and the options checked before this returns, so a bad prompt or option
-// fails here (`GPTRT_ERROR_INVALID_OPTION`, `GPTRT_ERROR_CONTEXT_OVERFLOW`...), not later.
-// `options` may be NULL for the model's `generation_config.json`; they are copied.
-// `GPTRT_ERROR_BUSY` when a generation is running on this session.
+// This call only checks the options (a bad one is `GPTRT_ERROR_INVALID_OPTION` here) and hands
+// the prompt to the session's worker: it costs microseconds whatever the prompt's length. The
+// worker tokenizes the prompt, so a prompt that does not fit the context window ends the
+// generation as `GPTRT_SESSION_FAILED`, and the result functions (or `gptrt_session_wait`) then
+// return `GPTRT_ERROR_CONTEXT_OVERFLOW`. `options` may be NULL for the model's
+// `generation_config.json`; they are copied. `GPTRT_ERROR_BUSY` when a generation is running on
+// this session.
 //
 // [thread-safe; one generation at a time per session]
 //

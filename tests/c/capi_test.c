@@ -477,13 +477,21 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     gptrt_generation_options_free(options);
 
     /* Context overflow: a prompt longer than the window (128 tokens). */
+    gptrt_stop_reason_t reason = 0;
     char long_prompt[2048] = "";
     for (int i = 0; i < 200; i++) {
         strcat(long_prompt, " a");
     }
     options = greedy_options(4);
-    EXPECT(gptrt_session_start(session, long_prompt, options), GPTRT_ERROR_CONTEXT_OVERFLOW);
     EXPECT(gptrt_session_generate(session, long_prompt, options, NULL, NULL), GPTRT_ERROR_CONTEXT_OVERFLOW);
+    /* The poll API tokenizes on the worker: the failure comes back through the session. */
+    OK(gptrt_session_start(session, long_prompt, options));
+    EXPECT(gptrt_session_wait(session), GPTRT_ERROR_CONTEXT_OVERFLOW);
+    len = 0;
+    OK(gptrt_session_poll(session, buf, sizeof buf, &len, &state));
+    CHECK(len == 0 && state == GPTRT_SESSION_FAILED, "failed generation polls as FAILED (%d)", (int)state);
+    EXPECT(gptrt_session_text(session, buf, sizeof buf, &size), GPTRT_ERROR_CONTEXT_OVERFLOW);
+    EXPECT(gptrt_session_stop_reason(session, &reason), GPTRT_ERROR_CONTEXT_OVERFLOW);
     OK(gptrt_generation_options_set_truncate_prompt(options, true));
     OK(gptrt_session_generate(session, long_prompt, options, NULL, NULL));
     gptrt_generation_options_free(options);
@@ -495,7 +503,6 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     c.stop_at = 2;
     c.cancel_at = -1;
     OK(gptrt_session_generate(session, "Once upon a time", options, collect, &c));
-    gptrt_stop_reason_t reason = 0;
     OK(gptrt_session_stop_reason(session, &reason));
     CHECK(reason == GPTRT_STOP_CALLBACK && c.count == 3, "callback stop: %s after %zu", gptrt_stop_reason_name(reason), c.count);
     memset(&c, 0, sizeof c);

@@ -35,6 +35,9 @@ pub unsafe extern "C" fn gptrt_model_load(
         // SAFETY: per this function's contract.
         let path = unsafe { read_str(path, "path")? };
         let model = gptrt::Model::load_with(&runtime.runtime, path)?;
+        // The tokenizer builds caches on first use (a few milliseconds): pay that here, while
+        // loading, rather than in the first frame that starts a generation.
+        model.tokenizer().encode("warm up")?;
         let handle = handles::insert::<gptrt_model_t>(Arc::new(model));
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_model, handle) };

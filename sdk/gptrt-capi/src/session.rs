@@ -1,8 +1,11 @@
 //! `gptrt_session_t`: one sequence in flight with its own KV cache, driven synchronously with a
 //! token callback or on a worker thread that the host polls without ever blocking.
 //!
-//! The worker pushes each token into the session's queue under a mutex held only for that push;
-//! the poll functions take the queue with `try_lock`, so a frame never waits for a forward pass.
+//! Each session owns one worker thread, started with the session and idle until
+//! `gptrt_session_start` hands it a job, so starting a generation costs no thread creation and no
+//! tokenization on the caller's thread. The worker pushes each token into the session's queue under
+//! a mutex held only for that push; the poll functions take the queue with `try_lock`, so a frame
+//! never waits for a forward pass.
 
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -125,6 +128,17 @@ struct Stream {
     outcome: Option<Result<Generation, Failure>>,
     /// Cancels the generation in flight.
     cancel: CancelToken,
+    /// The generation the worker is to run next.
+    job: Option<Job>,
+    /// The session is being freed: the worker exits.
+    shutdown: bool,
+}
+
+/// A generation handed to the session's worker.
+struct Job {
+    prompt: String,
+    config: GenerationConfig,
+    cancel: CancelToken,
 }
 
 struct Shared {
@@ -132,7 +146,10 @@ struct Shared {
     /// `gptrt_session_state_t` as an integer, changed only while `stream` is locked; readable
     /// without the lock.
     phase: AtomicI32,
+    /// Signalled when a generation ends (for `gptrt_session_wait`).
     finished: Condvar,
+    /// Signalled when the worker has a job or must exit.
+    wake: Condvar,
 }
 
 impl Shared {
@@ -153,7 +170,8 @@ impl Shared {
     }
 
     /// Mark a generation as running (`GPTRT_ERROR_BUSY` when one is) and return its cancel token.
-    fn begin(&self) -> Result<CancelToken, Failure> {
+    /// With `job`, hand it to the worker in the same step.
+    fn begin(&self, job: Option<(String, GenerationConfig)>) -> Result<CancelToken, Failure> {
         let mut stream = self.lock();
         if self.phase() == GPTRT_SESSION_RUNNING {
             return Err(busy());
@@ -164,9 +182,18 @@ impl Shared {
         stream.ids_read = 0;
         stream.outcome = None;
         stream.cancel = CancelToken::new();
+        let cancel = stream.cancel.clone();
+        if let Some((prompt, config)) = job {
+            stream.job = Some(Job {
+                prompt,
+                config,
+                cancel: cancel.clone(),
+            });
+            self.wake.notify_one();
+        }
         self.phase
             .store(GPTRT_SESSION_RUNNING as i32, Ordering::Release);
-        Ok(stream.cancel.clone())
+        Ok(cancel)
     }
 
     /// Store a generation's outcome. `queue`: also queue its text and ids for the poll functions
@@ -222,29 +249,72 @@ fn busy() -> Failure {
 pub(crate) struct Session {
     model: Arc<Model>,
     shared: Arc<Shared>,
-    worker: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Session {
-    fn join_worker(&self) {
-        let handle = self
-            .worker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            // The worker catches its own panics; a join error cannot carry anything new.
-            let _ = handle.join();
-        }
-    }
+    worker: Option<JoinHandle<()>>,
 }
 
 impl Drop for Session {
     /// Freeing a session cancels its generation and waits for the worker to see it (at most the
-    /// forward pass in progress).
+    /// forward pass in progress) and exit.
     fn drop(&mut self) {
-        self.shared.lock().cancel.cancel();
-        self.join_worker();
+        {
+            let mut stream = self.shared.lock();
+            stream.shutdown = true;
+            stream.cancel.cancel();
+            self.shared.wake.notify_all();
+        }
+        if let Some(worker) = self.worker.take() {
+            // The worker catches its own panics; a join error cannot carry anything new.
+            let _ = worker.join();
+        }
+    }
+}
+
+/// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
+fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
+    loop {
+        let job = {
+            let mut stream = shared.lock();
+            loop {
+                if stream.shutdown {
+                    return;
+                }
+                if let Some(job) = stream.job.take() {
+                    break job;
+                }
+                stream = shared
+                    .wake
+                    .wait(stream)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        let mut guard = FinishGuard {
+            shared: &shared,
+            armed: true,
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut on_token = |event: &TokenEvent<'_>| -> bool {
+                let mut stream = shared.lock();
+                stream.text.push_str(event.text);
+                stream.ids.push(event.token_id);
+                true
+            };
+            let ids = model.tokenizer().encode(&job.prompt)?;
+            run(&model, ids, &job.config, job.cancel, &mut on_token)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(Failure::new(
+                GPTRT_ERROR_PANIC,
+                format!(
+                    "the generation panicked (a gptrt bug; please report it): {}",
+                    panic_message(payload.as_ref())
+                ),
+            ))
+        });
+        guard.armed = false;
+        match outcome {
+            Ok((generation, streamed)) => shared.finish(Ok(generation), !streamed),
+            Err(failure) => shared.finish(Err(failure), false),
+        }
     }
 }
 
@@ -302,7 +372,8 @@ fn take_first(results: &mut Vec<Generation>) -> Result<Generation, Failure> {
 }
 
 /// Make a session over `model`. On success `*out_session` receives a new handle to release with
-/// `gptrt_session_free`. The session keeps the model alive.
+/// `gptrt_session_free`. The session keeps the model alive. Each session starts one worker thread
+/// (idle until `gptrt_session_start`), so make sessions while loading, not in a frame.
 ///
 /// [thread-safe]
 ///
@@ -316,14 +387,28 @@ pub unsafe extern "C" fn gptrt_session_new(
     boundary("gptrt_session_new", || {
         check_out(out_session, "out_session")?;
         let model = handles::get(model, "model")?;
+        let shared = Arc::new(Shared {
+            stream: Mutex::new(Stream::default()),
+            phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
+            finished: Condvar::new(),
+            wake: Condvar::new(),
+        });
+        let worker = {
+            let (model, shared) = (model.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("gptrt-session".to_string())
+                .spawn(move || worker_main(model, shared))
+                .map_err(|e| {
+                    Failure::new(
+                        GPTRT_ERROR_INTERNAL,
+                        format!("could not start the session's worker thread: {e}"),
+                    )
+                })?
+        };
         let session = Session {
             model,
-            shared: Arc::new(Shared {
-                stream: Mutex::new(Stream::default()),
-                phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
-                finished: Condvar::new(),
-            }),
-            worker: Mutex::new(None),
+            shared,
+            worker: Some(worker),
         };
         let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
         // SAFETY: checked non-NULL.
@@ -332,8 +417,8 @@ pub unsafe extern "C" fn gptrt_session_new(
     })
 }
 
-/// Release a session handle. A running generation is cancelled and this call waits for its worker
-/// to stop (at most the forward pass in progress). NULL, or a handle freed already, is ignored (set
+/// Release a session handle. A running generation is cancelled and this call waits for the
+/// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle freed already, is ignored (set
 /// your variable to NULL after freeing).
 ///
 /// [thread-safe] Do not use the handle after this call. If another thread is inside a call on the
@@ -376,8 +461,7 @@ pub unsafe extern "C" fn gptrt_session_generate(
         let prompt = unsafe { read_str(prompt, "prompt")? };
         let config = session_config(&session.model, options)?;
         let shared = &session.shared;
-        let cancel = shared.begin()?;
-        session.join_worker();
+        let cancel = shared.begin(None)?;
         let mut guard = FinishGuard {
             shared,
             armed: true,
@@ -421,10 +505,13 @@ pub unsafe extern "C" fn gptrt_session_generate(
 /// `gptrt_session_poll_tokens` (ids); neither ever blocks. When they report
 /// `GPTRT_SESSION_FINISHED`, read the result as after `gptrt_session_generate`.
 ///
-/// The prompt is tokenized and the options checked before this returns, so a bad prompt or option
-/// fails here (`GPTRT_ERROR_INVALID_OPTION`, `GPTRT_ERROR_CONTEXT_OVERFLOW`...), not later.
-/// `options` may be NULL for the model's `generation_config.json`; they are copied.
-/// `GPTRT_ERROR_BUSY` when a generation is running on this session.
+/// This call only checks the options (a bad one is `GPTRT_ERROR_INVALID_OPTION` here) and hands
+/// the prompt to the session's worker: it costs microseconds whatever the prompt's length. The
+/// worker tokenizes the prompt, so a prompt that does not fit the context window ends the
+/// generation as `GPTRT_SESSION_FAILED`, and the result functions (or `gptrt_session_wait`) then
+/// return `GPTRT_ERROR_CONTEXT_OVERFLOW`. `options` may be NULL for the model's
+/// `generation_config.json`; they are copied. `GPTRT_ERROR_BUSY` when a generation is running on
+/// this session.
 ///
 /// [thread-safe; one generation at a time per session]
 ///
@@ -444,65 +531,15 @@ pub unsafe extern "C" fn gptrt_session_start(
             return Err(busy());
         }
         let config = session_config(&session.model, options)?;
-        let ids = session.model.tokenizer().encode(prompt)?;
-        // Check everything a generation checks before it starts, here on the caller's thread.
+        // Check the options (and the token ids they name) here; the prompt is tokenized by the
+        // worker, so a long prompt costs the caller nothing.
         if config.num_beams > 1 {
             config.validate()?;
         } else {
-            drop(Generator::new(&session.model, vec![ids.clone()], &config)?);
+            drop(Generator::new(&session.model, vec![Vec::new()], &config)?);
         }
-        let cancel = session.shared.begin()?;
-        session.join_worker();
-        let model = session.model.clone();
-        let shared = session.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("gptrt-session".to_string())
-            .spawn(move || {
-                let mut guard = FinishGuard {
-                    shared: &shared,
-                    armed: true,
-                };
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    let mut on_token = |event: &TokenEvent<'_>| -> bool {
-                        let mut stream = shared.lock();
-                        stream.text.push_str(event.text);
-                        stream.ids.push(event.token_id);
-                        true
-                    };
-                    run(&model, ids, &config, cancel, &mut on_token)
-                }))
-                .unwrap_or_else(|payload| {
-                    Err(Failure::new(
-                        GPTRT_ERROR_PANIC,
-                        format!(
-                            "the generation panicked (a gptrt bug; please report it): {}",
-                            panic_message(payload.as_ref())
-                        ),
-                    ))
-                });
-                guard.armed = false;
-                match outcome {
-                    Ok((generation, streamed)) => shared.finish(Ok(generation), !streamed),
-                    Err(failure) => shared.finish(Err(failure), false),
-                }
-            });
-        match spawned {
-            Ok(handle) => {
-                *session
-                    .worker
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
-                Ok(())
-            }
-            Err(e) => {
-                let failure = Failure::new(
-                    GPTRT_ERROR_INTERNAL,
-                    format!("could not start the generation's worker thread: {e}"),
-                );
-                session.shared.finish(Err(failure.clone()), false);
-                Err(failure)
-            }
-        }
+        session.shared.begin(Some((prompt.to_string(), config)))?;
+        Ok(())
     })
 }
 
@@ -706,7 +743,6 @@ pub extern "C" fn gptrt_session_wait(session: *const gptrt_session_t) -> gptrt_s
             _ => Ok(()),
         };
         drop(stream);
-        session.join_worker();
         outcome
     })
 }
