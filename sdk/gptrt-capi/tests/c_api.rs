@@ -1,0 +1,397 @@
+//! The C and C++ programs of the repository, compiled against the committed headers with
+//! `-Wall -Wextra -Werror -pedantic` (C11 and C++17), linked both dynamically (`libgptrt.so`) and
+//! statically (`libgptrt.a`), run, and checked: the token ids they print equal the reference
+//! (`models/fixtures/tiny-random-gpt2/reference.json`, the same ids the Rust API gives), and their
+//! own checks of every bad call pass.
+//!
+//! Needs gcc and g++. The libraries are built first with `cargo build -p gptrt-capi` (same profile
+//! as this test): the crate has no rlib (its lib name would collide with the SDK's), so cargo does
+//! not build it for integration tests on its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn tiny(layout: &str) -> PathBuf {
+    repo().join("models/fixtures/tiny-random-gpt2").join(layout)
+}
+
+/// `target/<profile>`: where cargo puts `libgptrt.so` and `libgptrt.a` for this profile.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/c_api-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// Build `libgptrt.so` and `libgptrt.a` once per test run.
+fn libraries() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "-p", "gptrt-capi"])
+            .current_dir(repo());
+        if dir.file_name().is_some_and(|name| name == "release") {
+            command.arg("--release");
+        }
+        let output = command.output().expect("running cargo build -p gptrt-capi");
+        assert!(
+            output.status.success(),
+            "cargo build -p gptrt-capi failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for file in ["libgptrt.so", "libgptrt.a"] {
+            assert!(dir.join(file).is_file(), "{} was not built", file);
+        }
+        dir
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lang {
+    C,
+    Cxx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Link {
+    Dynamic,
+    Static,
+}
+
+/// Compile and link one program once per test run (tests run in parallel and share programs);
+/// returns the executable.
+fn build(source: &str, lang: Lang, link: Link) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, Lang, Link, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((.., exe)) = built
+        .iter()
+        .find(|(s, l, k, _)| s == source && *l == lang && *k == link)
+    {
+        return exe.clone();
+    }
+    let exe = compile(source, lang, link);
+    built.push((source.to_string(), lang, link, exe.clone()));
+    exe
+}
+
+fn compile(source: &str, lang: Lang, link: Link) -> PathBuf {
+    let libs = libraries();
+    let out_dir = libs.join("capi-tests");
+    std::fs::create_dir_all(&out_dir).expect("output folder");
+    let stem = Path::new(source)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("source name");
+    let exe = out_dir.join(format!(
+        "{stem}-{}-{}",
+        match lang {
+            Lang::C => "c",
+            Lang::Cxx => "cxx",
+        },
+        match link {
+            Link::Dynamic => "dynamic",
+            Link::Static => "static",
+        }
+    ));
+    let (compiler, standard) = match lang {
+        Lang::C => ("gcc", "-std=c11"),
+        Lang::Cxx => ("g++", "-std=c++17"),
+    };
+    let mut command = Command::new(compiler);
+    command.current_dir(repo()).arg(standard);
+    if lang == Lang::Cxx && source.ends_with(".c") {
+        command.args(["-x", "c++"]); // the C header and C programs compiled as C++
+    }
+    command
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-pthread",
+            "-Iinclude",
+        ])
+        .arg(source);
+    if lang == Lang::Cxx && source.ends_with(".c") {
+        command.args(["-x", "none"]);
+    }
+    command.arg("-o").arg(&exe);
+    match link {
+        Link::Dynamic => {
+            command
+                .arg(format!("-L{}", libs.display()))
+                .arg("-lgptrt")
+                .arg(format!("-Wl,-rpath,{}", libs.display()));
+        }
+        Link::Static => {
+            command
+                .arg(libs.join("libgptrt.a"))
+                .args(["-lpthread", "-ldl", "-lm"]);
+        }
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {compiler} (needed by the C API tests): {e}"));
+    assert!(
+        output.status.success(),
+        "{compiler} {source} ({link:?}) failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if link == Link::Dynamic {
+        assert!(
+            needed_libraries(&exe).contains("libgptrt.so"),
+            "{} is not dynamically linked to libgptrt.so",
+            exe.display()
+        );
+    } else {
+        assert!(
+            !needed_libraries(&exe).contains("libgptrt.so"),
+            "{} should not need libgptrt.so",
+            exe.display()
+        );
+    }
+    exe
+}
+
+/// The `NEEDED` entries of an executable (its dynamic section), as text.
+fn needed_libraries(exe: &Path) -> String {
+    Command::new("readelf")
+        .arg("-d")
+        .arg(exe)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(exe);
+    command.current_dir(repo()).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()))
+}
+
+fn run_ok(exe: &Path, args: &[&str]) -> String {
+    let output = run(exe, args, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        exe.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+struct Case {
+    prompt: String,
+    greedy_ids: Vec<u32>,
+}
+
+fn reference() -> (usize, Vec<Case>) {
+    let path = repo().join("models/fixtures/tiny-random-gpt2/reference.json");
+    let text = std::fs::read_to_string(&path).expect("reference.json");
+    let json: Value = serde_json::from_str(&text).expect("reference.json parses");
+    let max_new = json["max_new_tokens"].as_u64().expect("max_new_tokens") as usize;
+    let cases = json["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|case| Case {
+            prompt: case["prompt"].as_str().expect("prompt").to_string(),
+            greedy_ids: case["greedy_ids"]
+                .as_array()
+                .expect("greedy_ids")
+                .iter()
+                .map(|id| id.as_u64().expect("id") as u32)
+                .collect(),
+        })
+        .collect();
+    (max_new, cases)
+}
+
+/// Every `label[i]: ids` line of a program's output.
+fn ids_lines(stdout: &str, label: &str) -> Vec<(usize, Vec<u32>)> {
+    let prefix = format!("{label}[");
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|rest| {
+            let (index, ids) = rest.split_once("]:").expect("label[i]: ids");
+            let ids = ids
+                .split_whitespace()
+                .map(|id| id.parse().expect("token id"))
+                .collect();
+            (index.parse().expect("index"), ids)
+        })
+        .collect()
+}
+
+/// Run a test program over every reference prompt and check every labelled line.
+fn check_program(exe: &Path, labels: &[(&str, usize)]) {
+    let (max_new, cases) = reference();
+    let max_new = max_new.to_string();
+    let model = tiny("single");
+    let mut args = vec![model.to_str().expect("UTF-8 path"), max_new.as_str()];
+    args.extend(cases.iter().map(|case| case.prompt.as_str()));
+    let stdout = run_ok(exe, &args);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.ends_with(" passed, 0 failed")),
+        "{}: its own checks failed:\n{stdout}",
+        exe.display()
+    );
+    for &(label, expected_lines) in labels {
+        let lines = ids_lines(&stdout, label);
+        assert_eq!(lines.len(), expected_lines, "{label} lines in:\n{stdout}");
+        for (index, ids) in lines {
+            let case = &cases[index % cases.len()];
+            assert_eq!(
+                ids,
+                case.greedy_ids,
+                "{} {label}[{index}] ({:?}) differs from the reference",
+                exe.display(),
+                case.prompt
+            );
+        }
+    }
+}
+
+#[test]
+fn c_program_gives_the_reference_ids_and_survives_every_bad_call_dynamic() {
+    let exe = build("tests/c/capi_test.c", Lang::C, Link::Dynamic);
+    let count = reference().1.len();
+    check_program(&exe, &[("generate", count), ("poll", count), ("thread", 8)]);
+}
+
+#[test]
+fn c_program_gives_the_reference_ids_and_survives_every_bad_call_static() {
+    let exe = build("tests/c/capi_test.c", Lang::C, Link::Static);
+    let count = reference().1.len();
+    check_program(&exe, &[("generate", count), ("poll", count), ("thread", 8)]);
+}
+
+#[test]
+fn cpp_wrapper_gives_the_reference_ids_dynamic_and_static() {
+    let count = reference().1.len();
+    for link in [Link::Dynamic, Link::Static] {
+        let exe = build("tests/c/wrapper_test.cpp", Lang::Cxx, link);
+        check_program(&exe, &[("cpp_generate", count), ("cpp_poll", count)]);
+    }
+}
+
+#[test]
+fn header_included_twice_compiles_as_c_and_as_cpp() {
+    for lang in [Lang::C, Lang::Cxx] {
+        let exe = build("tests/c/header_twice.c", lang, Link::Dynamic);
+        let stdout = run_ok(&exe, &[]);
+        assert!(
+            stdout.starts_with(&format!(
+                "{} GPTRT_ERROR_NULL_POINTER",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{stdout}"
+        );
+    }
+}
+
+/// The examples print `ids: ...` after streaming: equal to the reference on every layout.
+#[test]
+fn c_and_cpp_examples_give_the_reference_ids_on_every_layout() {
+    let (max_new, cases) = reference();
+    let max_new = max_new.to_string();
+    let c_dynamic = build("examples/c/generate.c", Lang::C, Link::Dynamic);
+    let c_static = build("examples/c/generate.c", Lang::C, Link::Static);
+    let cpp = build("examples/cpp/generate.cpp", Lang::Cxx, Link::Dynamic);
+    // The C example on every layout; the static build and the C++ example on one.
+    let mut runs = Vec::new();
+    for layout in ["single", "merged", "split", "nopast"] {
+        for case in cases.iter().take(2) {
+            runs.push((&c_dynamic, layout, case));
+        }
+    }
+    runs.push((&c_static, "single", &cases[1]));
+    runs.push((&cpp, "single", &cases[1]));
+    for (exe, layout, case) in runs {
+        let model = tiny(layout);
+        let stdout = run_ok(
+            exe,
+            &[model.to_str().expect("UTF-8"), &case.prompt, &max_new],
+        );
+        let ids: Vec<u32> = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("ids:"))
+            .expect("an ids: line")
+            .split_whitespace()
+            .map(|id| id.parse().expect("id"))
+            .collect();
+        assert_eq!(
+            ids,
+            case.greedy_ids,
+            "{} on {layout}, {:?}",
+            exe.display(),
+            case.prompt
+        );
+        // The streamed text is printed after the prompt, before the ids.
+        assert!(stdout.starts_with(&case.prompt), "{stdout}");
+    }
+}
+
+#[test]
+fn game_loop_runs_eight_npcs_from_one_thread() {
+    let exe = build("examples/game-loop/game_loop.c", Lang::C, Link::Dynamic);
+    let model = tiny("single");
+    let stdout = run_ok(&exe, &[model.to_str().expect("UTF-8"), "2", "12"]);
+    let npcs = stdout.lines().filter(|l| l.starts_with("--- NPC ")).count();
+    assert_eq!(npcs, 8, "{stdout}");
+    assert!(
+        stdout.contains("[cancelled]"),
+        "the stranger is cancelled:\n{stdout}"
+    );
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("time inside gptrt calls per frame: worst "))
+        .unwrap_or_else(|| panic!("no timing line:\n{stdout}"));
+    // Timing never decides a test: only that it was measured.
+    assert!(summary.contains(" ms"), "{summary}");
+}
+
+#[test]
+fn a_missing_onnx_runtime_is_a_status_with_the_places_searched() {
+    let exe = build("examples/c/generate.c", Lang::C, Link::Dynamic);
+    let output = run(
+        &exe,
+        &[tiny("single").to_str().expect("UTF-8"), "Hello", "4"],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gptrt_runtime_new failed: GPTRT_ERROR_RUNTIME_LIBRARY")
+            && stderr.contains("/nonexistent/libonnxruntime.so.1.31.1")
+            && stderr.contains("scripts/setup.sh"),
+        "{stderr}"
+    );
+}
