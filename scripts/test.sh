@@ -13,5 +13,6 @@ echo "== committed headers match the code"
 scripts/headers.sh --check
 echo "== cargo test"
 cargo test --workspace
+scripts/test-c.sh --after-cargo-test
 echo "== GPU execution providers compiled in (fallback and strict paths; no GPU here)"
 cargo test -p gptrt --features cuda,tensorrt,directml --test providers

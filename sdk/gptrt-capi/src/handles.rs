@@ -156,10 +156,16 @@ pub(crate) fn remove<H: Handle>(handle: *mut H) {
     let id = handle as usize as u64;
     let removed = {
         let mut table = table_write();
-        match table.get(&id) {
+        let removed = match table.get(&id) {
             Some(object) if H::unwrap(object).is_some() => table.remove(&id),
             _ => None,
+        };
+        if table.is_empty() {
+            // Give the memory back when the host has freed everything, so that leak checkers
+            // (valgrind) see nothing of gptrt's left at exit.
+            *table = HashMap::new();
         }
+        removed
     };
     drop(removed);
 }

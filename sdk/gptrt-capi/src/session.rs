@@ -269,8 +269,23 @@ impl Drop for Session {
     }
 }
 
+/// Make the calling (worker) thread yield to the host's threads: on Linux, `SCHED_BATCH`, the
+/// normal time-sharing policy minus wake-up preemption, so a worker that wakes up (a new job, the
+/// model free again) never interrupts the host's frame thread in the middle of its frame; it still
+/// gets its fair share of the CPU.
+fn yield_to_host_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter struct;
+        // failure leaves the policy unchanged, which is harmless.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 /// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
 fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
+    yield_to_host_threads();
     loop {
         let job = {
             let mut stream = shared.lock();
