@@ -13,7 +13,7 @@
  * - Strings in are NUL-terminated UTF-8; strings and arrays out are copied into your buffers
  *   (buffer + capacity, the size needed reported back) or are static. gptrt never frees your memory
  *   and you never free gptrt's.
- * - Each function says its threading: [thread-safe], [never blocks], ...
+ * - Each function says its threading: [thread-safe], [never waits for the generation], ...
  * - No call panics or aborts the process: a bug inside gptrt is GPTRT_ERROR_PANIC.
  */
 
@@ -908,7 +908,7 @@ gptrt_status_t gptrt_session_start(gptrt_session_t *session,
                                    const char *prompt,
                                    const gptrt_generation_options_t *options);
 
-// Take the text generated since the last poll, without waiting: never blocks, whatever the worker
+// Take the text generated since the last poll, without waiting for the worker, whatever it
 // is doing. Copies at most `capacity - 1` bytes (whole UTF-8 characters only, so a capacity of 5
 // or more always makes progress) plus a NUL into `buffer`; `*out_len` receives the bytes copied
 // (0 when nothing is ready). Text that does not fit stays queued for the next call.
@@ -918,7 +918,7 @@ gptrt_status_t gptrt_session_start(gptrt_session_t *session,
 // last of its text; `GPTRT_SESSION_IDLE` if nothing was started. `buffer` may be NULL with
 // `capacity` 0 to read the state only.
 //
-// [thread-safe, never blocks] Meant for one consumer: two threads polling the same session split
+// [thread-safe; never waits for the generation] Meant for one consumer: two threads polling the same session split
 // the text between them.
 //
 // # Safety
@@ -935,7 +935,7 @@ gptrt_status_t gptrt_session_poll(gptrt_session_t *session,
 // into `ids`; `*out_count` receives how many (0 when none is ready); the rest stay queued.
 // `*out_state` as in `gptrt_session_poll`, for this queue.
 //
-// [thread-safe, never blocks]
+// [thread-safe; never waits for the generation]
 //
 // # Safety
 // `ids` is NULL or valid for `capacity` ids; `out_count` and `out_state` are NULL or valid for
@@ -948,7 +948,7 @@ gptrt_status_t gptrt_session_poll_tokens(gptrt_session_t *session,
 
 // The session's generation state, ignoring what is still queued for the poll functions.
 //
-// [thread-safe, never blocks]
+// [thread-safe; never waits for the generation]
 //
 // # Safety
 // `out_state` is NULL or valid for a write.

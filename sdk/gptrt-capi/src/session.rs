@@ -567,7 +567,7 @@ fn poll_state(phase: gptrt_session_state_t, drained: bool) -> gptrt_session_stat
     }
 }
 
-/// Take the text generated since the last poll, without waiting: never blocks, whatever the worker
+/// Take the text generated since the last poll, without waiting for the worker, whatever it
 /// is doing. Copies at most `capacity - 1` bytes (whole UTF-8 characters only, so a capacity of 5
 /// or more always makes progress) plus a NUL into `buffer`; `*out_len` receives the bytes copied
 /// (0 when nothing is ready). Text that does not fit stays queued for the next call.
@@ -577,7 +577,7 @@ fn poll_state(phase: gptrt_session_state_t, drained: bool) -> gptrt_session_stat
 /// last of its text; `GPTRT_SESSION_IDLE` if nothing was started. `buffer` may be NULL with
 /// `capacity` 0 to read the state only.
 ///
-/// [thread-safe, never blocks] Meant for one consumer: two threads polling the same session split
+/// [thread-safe; never waits for the generation] Meant for one consumer: two threads polling the same session split
 /// the text between them.
 ///
 /// # Safety
@@ -653,7 +653,7 @@ fn take_text(
 /// into `ids`; `*out_count` receives how many (0 when none is ready); the rest stay queued.
 /// `*out_state` as in `gptrt_session_poll`, for this queue.
 ///
-/// [thread-safe, never blocks]
+/// [thread-safe; never waits for the generation]
 ///
 /// # Safety
 /// `ids` is NULL or valid for `capacity` ids; `out_count` and `out_state` are NULL or valid for
@@ -705,7 +705,7 @@ pub unsafe extern "C" fn gptrt_session_poll_tokens(
 
 /// The session's generation state, ignoring what is still queued for the poll functions.
 ///
-/// [thread-safe, never blocks]
+/// [thread-safe; never waits for the generation]
 ///
 /// # Safety
 /// `out_state` is NULL or valid for a write.
