@@ -5,8 +5,9 @@
  *
  * Conventions
  * - Opaque handles (gptrt_runtime_t, gptrt_model_t, gptrt_generation_options_t, gptrt_session_t,
- *   gptrt_tokenizer_t). Every constructor has a _free that accepts NULL; a freed handle is
- *   recognised (GPTRT_ERROR_INVALID_HANDLE), but set your variable to NULL after freeing anyway.
+ *   gptrt_tokenizer_t). Every constructor has a _free that accepts NULL and leaves the last-error
+ *   message alone (free, then report); a freed handle is recognised (GPTRT_ERROR_INVALID_HANDLE),
+ *   but set your variable to NULL after freeing anyway.
  * - Functions return gptrt_status_t: GPTRT_OK (0) or an error whose message is
  *   gptrt_last_error_message() on the same thread. Out-parameters come last and are written only
  *   on success, except the size of a too-small buffer (GPTRT_ERROR_BUFFER_TOO_SMALL).
@@ -198,6 +199,35 @@ typedef struct gptrt_session_t gptrt_session_t;
 // thread-safe.
 typedef struct gptrt_tokenizer_t gptrt_tokenizer_t;
 
+// A model's files as bytes in memory, for `gptrt_model_load_from_memory` (files packed in a game's
+// archive, embedded in an executable...). Zero-initialise it, set `struct_size`, then point at
+// each file. The bytes are read during the call only: free them as soon as it returns.
+typedef struct {
+  // `sizeof(gptrt_model_files_t)` as the caller compiled it. Required.
+  size_t struct_size;
+  // `config.json`. Required.
+  const uint8_t *config_json;
+  // Bytes in `config_json`.
+  size_t config_json_size;
+  // `tokenizer.json`. Required.
+  const uint8_t *tokenizer_json;
+  // Bytes in `tokenizer_json`.
+  size_t tokenizer_json_size;
+  // `generation_config.json`, or NULL for Hugging Face's defaults.
+  const uint8_t *generation_config_json;
+  // Bytes in `generation_config_json`.
+  size_t generation_config_json_size;
+  // The ONNX graph: `decoder_model_merged.onnx`, `model.onnx`, or the `decoder_model.onnx` of
+  // a split export. Required.
+  const uint8_t *graph;
+  // Bytes in `graph`.
+  size_t graph_size;
+  // The `decoder_with_past_model.onnx` of a split export, else NULL.
+  const uint8_t *with_past_graph;
+  // Bytes in `with_past_graph`.
+  size_t with_past_graph_size;
+} gptrt_model_files_t;
+
 // `early_stopping` for beam search: one of the `GPTRT_EARLY_STOPPING_*` values.
 typedef uint32_t gptrt_early_stopping_t;
 
@@ -298,8 +328,9 @@ const char *gptrt_version(void);
 
 // The message of the last failed gptrt call on the calling thread (`""` when the last call
 // succeeded). Never NULL. The text is valid until the next gptrt call on this thread; copy it to
-// keep it. Calling this function, `gptrt_status_name` or `gptrt_stop_reason_name` leaves it
-// unchanged.
+// keep it. This function, `gptrt_status_name`, `gptrt_stop_reason_name`, `gptrt_version`,
+// `gptrt_runtime_options_default` and every `_free` function leave it unchanged, so cleaning up
+// before reporting a failure keeps its message.
 //
 // [thread-safe: each thread has its own message]
 const char *gptrt_last_error_message(void);
@@ -331,6 +362,18 @@ const char *gptrt_stop_reason_name(int32_t reason);
 gptrt_status_t gptrt_model_load(const gptrt_runtime_t *runtime,
                                 const char *path,
                                 gptrt_model_t **out_model);
+
+// Load a model from its files' bytes in memory (see `gptrt_model_files_t`); otherwise as
+// `gptrt_model_load`. The model's folder is reported as `<memory>`.
+//
+// [thread-safe]
+//
+// # Safety
+// `files` is NULL or a valid `gptrt_model_files_t` whose pointers are NULL or valid for their
+// sizes; `out_model` is NULL or valid for a write.
+gptrt_status_t gptrt_model_load_from_memory(const gptrt_runtime_t *runtime,
+                                            const gptrt_model_files_t *files,
+                                            gptrt_model_t **out_model);
 
 // Release a model handle. NULL, or a handle freed already, is ignored (set your variable to NULL
 // after freeing). Sessions, tokenizers and options made from it keep the model alive, so they may

@@ -166,6 +166,13 @@ public:
         handle_.reset(handle);
     }
 
+    // A model from its files' bytes (see gptrt_model_files_t); the bytes are read during the call.
+    static Model from_memory(const Runtime &runtime, const gptrt_model_files_t &files) {
+        gptrt_model_t *handle = nullptr;
+        detail::check(gptrt_model_load_from_memory(runtime.get(), &files, &handle));
+        return Model(handle);
+    }
+
     size_t context_length() const {
         size_t tokens = 0;
         detail::check(gptrt_model_context_length(handle_.get(), &tokens));
@@ -202,6 +209,7 @@ public:
     gptrt_model_t *get() const noexcept { return handle_.get(); }
 
 private:
+    explicit Model(gptrt_model_t *handle) : handle_(handle) {}
     detail::Handle<gptrt_model_t, gptrt_model_free> handle_;
 };
 

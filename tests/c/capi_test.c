@@ -370,9 +370,15 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     OK(gptrt_generation_options_new(&options));
     EXPECT(gptrt_generation_options_set_int(options, bad_utf8, 3), GPTRT_ERROR_INVALID_UTF8);
 
-    /* Missing model. */
+    /* Missing model. Cleaning up before reporting keeps the message. */
     EXPECT(gptrt_model_load(runtime, "/nonexistent/model", &no_model), GPTRT_ERROR_MODEL_FILES);
     CHECK(no_model == NULL, "out-parameter written on failure");
+    gptrt_tokenizer_t *spare = NULL;
+    gptrt_model_tokenizer(model, &spare);
+    EXPECT(gptrt_model_load(runtime, "/nonexistent/model", &no_model), GPTRT_ERROR_MODEL_FILES);
+    gptrt_tokenizer_free(spare);
+    gptrt_session_free(NULL);
+    CHECK(strstr(gptrt_last_error_message(), "/nonexistent/model") != NULL, "free keeps the message: '%s'", gptrt_last_error_message());
 
     /* Results before any generation. */
     EXPECT(gptrt_session_text(session, buf, sizeof buf, &size), GPTRT_ERROR_INVALID_STATE);
@@ -559,6 +565,72 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     CHECK(strstr(gptrt_last_error_message(), "gptrt_model_t") != NULL, "names the real type: %s", gptrt_last_error_message());
     gptrt_model_free((gptrt_model_t *)(void *)session); /* wrong type: ignored */
     OK(gptrt_session_state(session, &state));
+
+    /* A model from bytes in memory (as from a game's archive) runs like the folder's. */
+    {
+        const char *names[] = {"config.json", "tokenizer.json", "generation_config.json", "model.onnx"};
+        unsigned char *data[4] = {NULL, NULL, NULL, NULL};
+        size_t sizes[4] = {0, 0, 0, 0};
+        for (int f = 0; f < 4; f++) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", model_dir, names[f]);
+            FILE *file = fopen(path, "rb");
+            CHECK(file != NULL, "open %s", path);
+            if (file == NULL) {
+                continue;
+            }
+            fseek(file, 0, SEEK_END);
+            sizes[f] = (size_t)ftell(file);
+            fseek(file, 0, SEEK_SET);
+            data[f] = malloc(sizes[f]);
+            CHECK(data[f] != NULL && fread(data[f], 1, sizes[f], file) == sizes[f], "read %s", path);
+            fclose(file);
+        }
+        gptrt_model_files_t files;
+        memset(&files, 0, sizeof files);
+        files.struct_size = sizeof files;
+        files.config_json = data[0];
+        files.config_json_size = sizes[0];
+        files.tokenizer_json = data[1];
+        files.tokenizer_json_size = sizes[1];
+        files.generation_config_json = data[2];
+        files.generation_config_json_size = sizes[2];
+        files.graph = data[3];
+        files.graph_size = sizes[3];
+        gptrt_model_files_t broken = files;
+        broken.graph = NULL;
+        EXPECT(gptrt_model_load_from_memory(runtime, &broken, &no_model), GPTRT_ERROR_NULL_POINTER);
+        static const unsigned char garbage[] = "not an onnx graph";
+        broken = files;
+        broken.graph = garbage;
+        broken.graph_size = sizeof garbage - 1;
+        EXPECT(gptrt_model_load_from_memory(runtime, &broken, &no_model), GPTRT_ERROR_ONNX_RUNTIME);
+        static const unsigned char config[] = "{\"n_layer\": 2}";
+        broken = files;
+        broken.config_json = config;
+        broken.config_json_size = sizeof config - 1;
+        EXPECT(gptrt_model_load_from_memory(runtime, &broken, &no_model), GPTRT_ERROR_MODEL_CONFIG);
+        broken.struct_size = 8;
+        EXPECT(gptrt_model_load_from_memory(runtime, &broken, &no_model), GPTRT_ERROR_INVALID_ARGUMENT);
+        EXPECT(gptrt_model_load_from_memory(runtime, NULL, &no_model), GPTRT_ERROR_NULL_POINTER);
+        gptrt_model_t *in_memory = NULL;
+        OK(gptrt_model_load_from_memory(runtime, &files, &in_memory));
+        for (int f = 0; f < 4; f++) {
+            free(data[f]); /* read during the call only */
+        }
+        gptrt_session_t *memory_session = NULL;
+        OK(gptrt_session_new(in_memory, &memory_session));
+        options = greedy_options(5);
+        OK(gptrt_session_generate(memory_session, "Hello world", options, NULL, NULL));
+        OK(gptrt_session_token_ids(memory_session, ids, MAX_IDS, &count));
+        const uint32_t hello_world[5] = {8785, 41313, 30423, 28418, 41313}; /* reference.json */
+        CHECK(count == 5 && memcmp(ids, hello_world, sizeof hello_world) == 0, "in-memory model ids");
+        gptrt_session_free(memory_session);
+        gptrt_model_free(in_memory);
+        gptrt_generation_options_free(options);
+
+        CHECK(no_model == NULL, "out-parameter written on failure");
+    }
 
     /* A session outlives its model handle. */
     gptrt_model_t *second = NULL;

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -114,6 +116,31 @@ int main(int argc, char **argv) {
             check(text_state == GPTRT_SESSION_FINISHED && id_state == GPTRT_SESSION_FINISHED, "poll finished");
             print_ids("cpp_poll", p, ids);
             check(ids == sessions[p].token_ids() && text == sessions[p].text(), "polled output equals the result");
+        }
+
+        // A model from bytes in memory.
+        {
+            auto slurp = [&](const char *name) {
+                std::ifstream file(model_dir + "/" + name, std::ios::binary);
+                return std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+            };
+            std::string config = slurp("config.json"), tokenizer_json = slurp("tokenizer.json"), graph = slurp("model.onnx");
+            gptrt_model_files_t files{};
+            files.struct_size = sizeof files;
+            files.config_json = reinterpret_cast<const uint8_t *>(config.data());
+            files.config_json_size = config.size();
+            files.tokenizer_json = reinterpret_cast<const uint8_t *>(tokenizer_json.data());
+            files.tokenizer_json_size = tokenizer_json.size();
+            files.graph = reinterpret_cast<const uint8_t *>(graph.data());
+            files.graph_size = graph.size();
+            gptrt::Model in_memory = gptrt::Model::from_memory(runtime, files);
+            gptrt::Session memory_session(in_memory);
+            memory_session.generate(prompts[0], options);
+            gptrt::Session file_session(model);
+            file_session.generate(prompts[0], options);
+            check(memory_session.token_ids() == file_session.token_ids(), "in-memory model equals the folder's");
+            files.graph = nullptr;
+            expect_error(GPTRT_ERROR_NULL_POINTER, "no graph", [&] { gptrt::Model::from_memory(runtime, files); });
         }
 
         // Tokenizer round trip.

@@ -97,8 +97,9 @@ pub extern "C" fn gptrt_version() -> *const c_char {
 
 /// The message of the last failed gptrt call on the calling thread (`""` when the last call
 /// succeeded). Never NULL. The text is valid until the next gptrt call on this thread; copy it to
-/// keep it. Calling this function, `gptrt_status_name` or `gptrt_stop_reason_name` leaves it
-/// unchanged.
+/// keep it. This function, `gptrt_status_name`, `gptrt_stop_reason_name`, `gptrt_version`,
+/// `gptrt_runtime_options_default` and every `_free` function leave it unchanged, so cleaning up
+/// before reporting a failure keeps its message.
 ///
 /// [thread-safe: each thread has its own message]
 #[no_mangle]

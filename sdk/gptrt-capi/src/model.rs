@@ -3,8 +3,8 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use crate::error::{boundary, gptrt_status_t};
-use crate::ffi::{check_out, read_str, static_cstr, write_out, write_text};
+use crate::error::{boundary, gptrt_status_t, Failure};
+use crate::ffi::{check_out, read_slice, read_str, static_cstr, write_out, write_text};
 use crate::handles;
 
 /// A GPT-2 model loaded from an export folder: its graph(s), layout, `config.json`, generation
@@ -45,6 +45,145 @@ pub unsafe extern "C" fn gptrt_model_load(
     })
 }
 
+/// A model's files as bytes in memory, for `gptrt_model_load_from_memory` (files packed in a game's
+/// archive, embedded in an executable...). Zero-initialise it, set `struct_size`, then point at
+/// each file. The bytes are read during the call only: free them as soon as it returns.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct gptrt_model_files_t {
+    /// `sizeof(gptrt_model_files_t)` as the caller compiled it. Required.
+    pub struct_size: usize,
+    /// `config.json`. Required.
+    pub config_json: *const u8,
+    /// Bytes in `config_json`.
+    pub config_json_size: usize,
+    /// `tokenizer.json`. Required.
+    pub tokenizer_json: *const u8,
+    /// Bytes in `tokenizer_json`.
+    pub tokenizer_json_size: usize,
+    /// `generation_config.json`, or NULL for Hugging Face's defaults.
+    pub generation_config_json: *const u8,
+    /// Bytes in `generation_config_json`.
+    pub generation_config_json_size: usize,
+    /// The ONNX graph: `decoder_model_merged.onnx`, `model.onnx`, or the `decoder_model.onnx` of
+    /// a split export. Required.
+    pub graph: *const u8,
+    /// Bytes in `graph`.
+    pub graph_size: usize,
+    /// The `decoder_with_past_model.onnx` of a split export, else NULL.
+    pub with_past_graph: *const u8,
+    /// Bytes in `with_past_graph`.
+    pub with_past_graph_size: usize,
+}
+
+/// Read a required or optional file of `gptrt_model_files_t`.
+///
+/// # Safety
+/// `ptr` is NULL or valid for `size` bytes.
+unsafe fn file_bytes<'a>(
+    ptr: *const u8,
+    size: usize,
+    what: &str,
+    required: bool,
+) -> Result<Option<&'a [u8]>, Failure> {
+    if ptr.is_null() {
+        return if required {
+            Err(Failure::null(what))
+        } else {
+            Ok(None)
+        };
+    }
+    if size == 0 {
+        return Err(Failure::invalid(format!(
+            "`{what}` is empty (its size is 0)"
+        )));
+    }
+    // SAFETY: per this function's contract.
+    Ok(Some(unsafe { read_slice(ptr, size, what)? }))
+}
+
+/// Load a model from its files' bytes in memory (see `gptrt_model_files_t`); otherwise as
+/// `gptrt_model_load`. The model's folder is reported as `<memory>`.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `files` is NULL or a valid `gptrt_model_files_t` whose pointers are NULL or valid for their
+/// sizes; `out_model` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_model_load_from_memory(
+    runtime: *const crate::runtime::gptrt_runtime_t,
+    files: *const gptrt_model_files_t,
+    out_model: *mut *mut gptrt_model_t,
+) -> gptrt_status_t {
+    boundary("gptrt_model_load_from_memory", || {
+        check_out(out_model, "out_model")?;
+        let runtime = handles::get(runtime, "runtime")?;
+        if files.is_null() {
+            return Err(Failure::null("files"));
+        }
+        // SAFETY: a valid struct per the contract; its first field is its size.
+        let declared = unsafe { std::ptr::addr_of!((*files).struct_size).read_unaligned() };
+        // The first version of the struct is today's whole struct: when fields are appended, keep
+        // accepting this size (and default the new fields).
+        if declared < std::mem::size_of::<gptrt_model_files_t>() {
+            return Err(Failure::invalid(format!(
+                "files->struct_size is {declared}; expected sizeof(gptrt_model_files_t)"
+            )));
+        }
+        // SAFETY: at least our size is readable (checked above); fields appended by a newer
+        // header are ignored.
+        let f = unsafe { files.read_unaligned() };
+        // SAFETY: each pointer is NULL or valid for its size, per the contract.
+        let (config, tokenizer, generation, graph, with_past) = unsafe {
+            (
+                file_bytes(
+                    f.config_json,
+                    f.config_json_size,
+                    "files->config_json",
+                    true,
+                )?,
+                file_bytes(
+                    f.tokenizer_json,
+                    f.tokenizer_json_size,
+                    "files->tokenizer_json",
+                    true,
+                )?,
+                file_bytes(
+                    f.generation_config_json,
+                    f.generation_config_json_size,
+                    "files->generation_config_json",
+                    false,
+                )?,
+                file_bytes(f.graph, f.graph_size, "files->graph", true)?,
+                file_bytes(
+                    f.with_past_graph,
+                    f.with_past_graph_size,
+                    "files->with_past_graph",
+                    false,
+                )?,
+            )
+        };
+        let (Some(config_json), Some(tokenizer_json), Some(graph)) = (config, tokenizer, graph)
+        else {
+            return Err(Failure::null("files"));
+        };
+        let bytes = gptrt::ModelBytes {
+            config_json,
+            tokenizer_json,
+            generation_config_json: generation,
+            graph,
+            with_past_graph: with_past,
+        };
+        let model = gptrt::Model::load_from_memory(&runtime.runtime, &bytes)?;
+        model.tokenizer().encode("warm up")?;
+        let handle = handles::insert::<gptrt_model_t>(Arc::new(model));
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_model, handle) };
+        Ok(())
+    })
+}
+
 /// Release a model handle. NULL, or a handle freed already, is ignored (set your variable to NULL
 /// after freeing). Sessions, tokenizers and options made from it keep the model alive, so they may
 /// be freed before or after it.
@@ -52,10 +191,7 @@ pub unsafe extern "C" fn gptrt_model_load(
 /// [thread-safe] Do not use the handle after this call.
 #[no_mangle]
 pub extern "C" fn gptrt_model_free(model: *mut gptrt_model_t) {
-    let _ = boundary("gptrt_model_free", || {
-        handles::remove(model);
-        Ok(())
-    });
+    crate::error::boundary_value((), || handles::remove(model));
 }
 
 /// The model's context window (`n_positions`): prompt plus generated tokens never exceed it.

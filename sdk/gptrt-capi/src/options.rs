@@ -234,10 +234,7 @@ pub unsafe extern "C" fn gptrt_generation_options_clone(
 /// [thread-safe] Do not use the handle after this call.
 #[no_mangle]
 pub extern "C" fn gptrt_generation_options_free(options: *mut gptrt_generation_options_t) {
-    let _ = boundary("gptrt_generation_options_free", || {
-        handles::remove(options);
-        Ok(())
-    });
+    crate::error::boundary_value((), || handles::remove(options));
 }
 
 /// Check every value and how they combine. `GPTRT_ERROR_INVALID_OPTION` with a message naming the

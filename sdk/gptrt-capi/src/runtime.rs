@@ -211,10 +211,7 @@ pub unsafe extern "C" fn gptrt_runtime_new(
 /// [thread-safe] Do not use the handle after this call.
 #[no_mangle]
 pub extern "C" fn gptrt_runtime_free(runtime: *mut gptrt_runtime_t) {
-    let _ = boundary("gptrt_runtime_free", || {
-        handles::remove(runtime);
-        Ok(())
-    });
+    crate::error::boundary_value((), || handles::remove(runtime));
 }
 
 /// The path of the ONNX Runtime library in use, copied into `buffer` (NUL-terminated). `*out_size`

@@ -440,10 +440,7 @@ pub unsafe extern "C" fn gptrt_session_new(
 /// session, the session is released when that call returns.
 #[no_mangle]
 pub extern "C" fn gptrt_session_free(session: *mut gptrt_session_t) {
-    let _ = boundary("gptrt_session_free", || {
-        handles::remove(session);
-        Ok(())
-    });
+    crate::error::boundary_value((), || handles::remove(session));
 }
 
 /// Generate a continuation of `prompt` (UTF-8; empty starts from `<|endoftext|>`) on the calling

@@ -85,10 +85,7 @@ pub unsafe extern "C" fn gptrt_tokenizer_load(
 /// [thread-safe] Do not use the handle after this call.
 #[no_mangle]
 pub extern "C" fn gptrt_tokenizer_free(tokenizer: *mut gptrt_tokenizer_t) {
-    let _ = boundary("gptrt_tokenizer_free", || {
-        handles::remove(tokenizer);
-        Ok(())
-    });
+    crate::error::boundary_value((), || handles::remove(tokenizer));
 }
 
 /// Number of token ids, special tokens included.
