@@ -134,6 +134,8 @@ enum gptrt_status_t
   // An internal error with no more specific code (also: an SDK error this version of the C API
   // does not know yet).
   GPTRT_ERROR_INTERNAL = 23,
+  // A plugin could not be loaded (wrong ABI, missing symbol, allowlist) or misbehaved.
+  GPTRT_ERROR_PLUGIN = 24,
 };
 #ifndef __cplusplus
 typedef int32_t gptrt_status_t;
@@ -181,6 +183,10 @@ typedef struct gptrt_generation_options_t gptrt_generation_options_t;
 // defaults and tokenizer. Opaque; made by `gptrt_model_load`, released by `gptrt_model_free`.
 // One model serves any number of sessions on any number of threads.
 typedef struct gptrt_model_t gptrt_model_t;
+
+// A set of loaded plugin libraries. Opaque; made by `gptrt_plugin_host_new`, released by
+// `gptrt_plugin_host_free` (the libraries themselves stay loaded: plugins are never unloaded).
+typedef struct gptrt_plugin_host_t gptrt_plugin_host_t;
 
 // The ONNX Runtime environment and the session options models are loaded with. Opaque; made by
 // `gptrt_runtime_new`, released by `gptrt_runtime_free`.
@@ -838,6 +844,87 @@ gptrt_status_t gptrt_generation_options_set_logprobs(gptrt_generation_options_t 
 // [thread-safe]
 gptrt_status_t gptrt_generation_options_set_truncate_prompt(gptrt_generation_options_t *options,
                                                             bool value);
+
+// Make an empty plugin host. `allowlist_path` may be NULL; otherwise only libraries whose SHA-256
+// is pinned in that file (lines `HEX  FILE-NAME`, as `sha256sum` prints) will load.
+//
+// [thread-safe]
+//
+// # Safety
+// `allowlist_path` is NULL or a NUL-terminated string; `out_host` is NULL or valid for a write.
+gptrt_status_t gptrt_plugin_host_new(const char *allowlist_path,
+                                     gptrt_plugin_host_t **out_host);
+
+// Release a plugin host (NULL and freed handles are ignored). Sessions that use its samplers keep
+// it alive.
+//
+// [thread-safe]
+void gptrt_plugin_host_free(gptrt_plugin_host_t *host);
+
+// Load a plugin library. Its ABI version, struct sizes and required slots are checked (and its
+// SHA-256 against the allowlist); a refusal returns `GPTRT_ERROR_PLUGIN` and a message naming the
+// library and the fault.
+//
+// [thread-safe]
+//
+// # Safety
+// `path` is a NUL-terminated string.
+gptrt_status_t gptrt_plugin_host_load(const gptrt_plugin_host_t *host,
+                                      const char *path);
+
+// Describe the loaded plugins as JSON (`[{"id", "name", "version", "kind", "library",
+// "description"}]`) into `buffer`. `*out_size` receives the bytes needed, NUL included; a buffer
+// too small gives `GPTRT_ERROR_BUFFER_TOO_SMALL`.
+//
+// [thread-safe]
+//
+// # Safety
+// `buffer` is NULL (with `capacity` 0) or valid for `capacity` bytes; `out_size` valid for a write.
+gptrt_status_t gptrt_plugin_host_info_json(const gptrt_plugin_host_t *host,
+                                           char *buffer,
+                                           size_t capacity,
+                                           size_t *out_size);
+
+// Put plugin sampler `id` (loaded in `host`) in the session's chain, before its selector, for
+// every later generation. `config_json` (may be NULL) is handed to the plugin's `create`; an
+// instance is made now to check it, so a bad id or config fails here.
+//
+// [one thread at a time per session; not while a generation runs on it]
+//
+// # Safety
+// `id` is a NUL-terminated string; `config_json` is NULL or one.
+gptrt_status_t gptrt_session_add_sampler(const gptrt_session_t *session,
+                                         const gptrt_plugin_host_t *host,
+                                         const char *id,
+                                         const char *config_json);
+
+// Remove every plugin sampler from the session's chain.
+//
+// [one thread at a time per session; not while a generation runs on it]
+gptrt_status_t gptrt_session_clear_samplers(const gptrt_session_t *session);
+
+// Run task-head plugin `id` over `model`: `input_json` in, JSON out. On success `*out_json`
+// receives a NUL-terminated string owned by gptrt, to release with `gptrt_string_free`.
+//
+// [thread-safe; the task head runs on the calling thread]
+//
+// # Safety
+// `id` and `input_json` are NUL-terminated strings, `config_json` NULL or one; `out_json` valid
+// for a write.
+gptrt_status_t gptrt_task_head_run(const gptrt_plugin_host_t *host,
+                                   const gptrt_model_t *model,
+                                   const char *id,
+                                   const char *config_json,
+                                   const char *input_json,
+                                   char **out_json);
+
+// Release a string gptrt returned (`gptrt_task_head_run`). NULL is ignored.
+//
+// [thread-safe]
+//
+// # Safety
+// `text` is NULL or a string gptrt returned and that was not released yet.
+void gptrt_string_free(char *text);
 
 // Default runtime options: `struct_size` set, everything else zero (search for the library, CPU,
 // one thread per core, every graph optimisation).

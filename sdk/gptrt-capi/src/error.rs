@@ -68,12 +68,14 @@ pub enum gptrt_status_t {
     /// An internal error with no more specific code (also: an SDK error this version of the C API
     /// does not know yet).
     GPTRT_ERROR_INTERNAL = 23,
+    /// A plugin could not be loaded (wrong ABI, missing symbol, allowlist) or misbehaved.
+    GPTRT_ERROR_PLUGIN = 24,
 }
 
 pub(crate) use gptrt_status_t::*;
 
 /// Every status with its stable name, in number order.
-pub(crate) const STATUSES: [(gptrt_status_t, &str); 24] = [
+pub(crate) const STATUSES: [(gptrt_status_t, &str); 25] = [
     (GPTRT_OK, "GPTRT_OK\0"),
     (
         GPTRT_ERROR_INVALID_ARGUMENT,
@@ -113,6 +115,7 @@ pub(crate) const STATUSES: [(gptrt_status_t, &str); 24] = [
     (GPTRT_ERROR_INVALID_STATE, "GPTRT_ERROR_INVALID_STATE\0"),
     (GPTRT_ERROR_PANIC, "GPTRT_ERROR_PANIC\0"),
     (GPTRT_ERROR_INTERNAL, "GPTRT_ERROR_INTERNAL\0"),
+    (GPTRT_ERROR_PLUGIN, "GPTRT_ERROR_PLUGIN\0"),
 ];
 
 /// A failed call: the status to return and the message `gptrt_last_error_message` gives.
@@ -155,6 +158,7 @@ pub(crate) fn status_of(error: &gptrt::Error) -> gptrt_status_t {
         E::UnexpectedOutput { .. } => GPTRT_ERROR_UNEXPECTED_OUTPUT,
         E::Sampler { .. } => GPTRT_ERROR_SAMPLER,
         E::Io { .. } => GPTRT_ERROR_IO,
+        E::Plugin { .. } => GPTRT_ERROR_PLUGIN,
         #[allow(unreachable_patterns)]
         _ => GPTRT_ERROR_INTERNAL,
     }

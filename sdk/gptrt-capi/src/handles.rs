@@ -21,6 +21,7 @@ pub(crate) enum Object {
     Options(Arc<crate::options::OptionsObject>),
     Session(Arc<crate::session::Session>),
     Tokenizer(Arc<crate::tokenizer::TokenizerObject>),
+    PluginHost(Arc<crate::plugin::PluginHostObject>),
 }
 
 impl Object {
@@ -31,6 +32,7 @@ impl Object {
             Object::Options(_) => "gptrt_generation_options_t",
             Object::Session(_) => "gptrt_session_t",
             Object::Tokenizer(_) => "gptrt_tokenizer_t",
+            Object::PluginHost(_) => "gptrt_plugin_host_t",
         }
     }
 }
@@ -92,6 +94,13 @@ handle!(
     Tokenizer,
     crate::tokenizer::TokenizerObject,
     "gptrt_tokenizer_t"
+);
+
+handle!(
+    crate::plugin::gptrt_plugin_host_t,
+    PluginHost,
+    crate::plugin::PluginHostObject,
+    "gptrt_plugin_host_t"
 );
 
 static TABLE: LazyLock<RwLock<HashMap<u64, Object>>> =

@@ -31,6 +31,7 @@ mod ffi;
 pub mod handles;
 pub mod model;
 pub mod options;
+pub mod plugin;
 pub mod runtime;
 pub mod session;
 pub mod tokenizer;

@@ -22,6 +22,7 @@ use crate::error::{
 use crate::ffi::{char_prefix, check_out, read_str, write_array, write_out, write_text};
 use crate::handles;
 use crate::options::gptrt_generation_options_t;
+use crate::plugin::SamplerSpec;
 
 /// One sequence in flight over a shared model: its tokens, KV cache and stop state, and the result
 /// of its last generation. Opaque; made by `gptrt_session_new`, released by `gptrt_session_free`.
@@ -138,6 +139,7 @@ struct Stream {
 struct Job {
     prompt: String,
     config: GenerationConfig,
+    samplers: Vec<SamplerSpec>,
     cancel: CancelToken,
 }
 
@@ -171,7 +173,10 @@ impl Shared {
 
     /// Mark a generation as running (`GPTRT_ERROR_BUSY` when one is) and return its cancel token.
     /// With `job`, hand it to the worker in the same step.
-    fn begin(&self, job: Option<(String, GenerationConfig)>) -> Result<CancelToken, Failure> {
+    fn begin(
+        &self,
+        job: Option<(String, GenerationConfig, Vec<SamplerSpec>)>,
+    ) -> Result<CancelToken, Failure> {
         let mut stream = self.lock();
         if self.phase() == GPTRT_SESSION_RUNNING {
             return Err(busy());
@@ -183,10 +188,11 @@ impl Shared {
         stream.outcome = None;
         stream.cancel = CancelToken::new();
         let cancel = stream.cancel.clone();
-        if let Some((prompt, config)) = job {
+        if let Some((prompt, config, samplers)) = job {
             stream.job = Some(Job {
                 prompt,
                 config,
+                samplers,
                 cancel: cancel.clone(),
             });
             self.wake.notify_one();
@@ -250,6 +256,42 @@ pub(crate) struct Session {
     model: Arc<Model>,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
+    /// Plugin samplers put in the chain of every generation.
+    samplers: Mutex<Vec<SamplerSpec>>,
+}
+
+impl Session {
+    pub(crate) fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    fn samplers(&self) -> Vec<SamplerSpec> {
+        self.samplers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn change_samplers(&self, change: impl FnOnce(&mut Vec<SamplerSpec>)) -> Result<(), Failure> {
+        if self.shared.phase() == GPTRT_SESSION_RUNNING {
+            return Err(busy());
+        }
+        change(
+            &mut self
+                .samplers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn add_sampler(&self, spec: SamplerSpec) -> Result<(), Failure> {
+        self.change_samplers(|list| list.push(spec))
+    }
+
+    pub(crate) fn clear_samplers(&self) -> Result<(), Failure> {
+        self.change_samplers(Vec::clear)
+    }
 }
 
 impl Drop for Session {
@@ -314,7 +356,14 @@ fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
                 true
             };
             let ids = model.tokenizer().encode(&job.prompt)?;
-            run(&model, ids, &job.config, job.cancel, &mut on_token)
+            run(
+                &model,
+                ids,
+                &job.config,
+                &job.samplers,
+                job.cancel,
+                &mut on_token,
+            )
         }))
         .unwrap_or_else(|payload| {
             Err(Failure::new(
@@ -359,17 +408,29 @@ fn session_config(
 /// Run one generation. Returns the result and whether its tokens went through `on_token` (beam
 /// search does not stream).
 fn run(
-    model: &Model,
+    model: &Arc<Model>,
     ids: Vec<u32>,
     config: &GenerationConfig,
+    samplers: &[SamplerSpec],
     cancel: CancelToken,
     on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
 ) -> Result<(Generation, bool), Failure> {
+    if config.num_beams > 1 && !samplers.is_empty() {
+        return Err(Failure::new(
+            GPTRT_ERROR_INVALID_OPTION,
+            "plugin samplers cannot run in beam search (num_beams > 1)",
+        ));
+    }
     if config.num_beams > 1 {
         let mut results = model.generate_ids(vec![ids], config, &mut |_| true)?;
         return Ok((take_first(&mut results)?, false));
     }
     let mut generator = Generator::new(model, vec![ids], config)?;
+    for row in generator.row_ids() {
+        for spec in samplers {
+            generator.add_sampler(row, Box::new(spec.instantiate(model)?))?;
+        }
+    }
     generator.set_cancel_token(cancel);
     generator.run(on_token)?;
     let mut results = generator.into_generations();
@@ -424,6 +485,7 @@ pub unsafe extern "C" fn gptrt_session_new(
             model,
             shared,
             worker: Some(worker),
+            samplers: Mutex::new(Vec::new()),
         };
         let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
         // SAFETY: checked non-NULL.
@@ -474,6 +536,7 @@ pub unsafe extern "C" fn gptrt_session_generate(
         let config = session_config(&session.model, options)?;
         let shared = &session.shared;
         let cancel = shared.begin(None)?;
+        let samplers = session.samplers();
         let mut guard = FinishGuard {
             shared,
             armed: true,
@@ -504,7 +567,16 @@ pub unsafe extern "C" fn gptrt_session_generate(
             .tokenizer()
             .encode(prompt)
             .map_err(Failure::from)
-            .and_then(|ids| run(&session.model, ids, &config, cancel, &mut on_token));
+            .and_then(|ids| {
+                run(
+                    &session.model,
+                    ids,
+                    &config,
+                    &samplers,
+                    cancel,
+                    &mut on_token,
+                )
+            });
         guard.armed = false;
         let status = outcome.as_ref().map(|_| ()).map_err(Failure::clone);
         shared.finish(outcome.map(|(generation, _)| generation), false);
@@ -550,7 +622,9 @@ pub unsafe extern "C" fn gptrt_session_start(
         } else {
             drop(Generator::new(&session.model, vec![Vec::new()], &config)?);
         }
-        session.shared.begin(Some((prompt.to_string(), config)))?;
+        session
+            .shared
+            .begin(Some((prompt.to_string(), config, session.samplers())))?;
         Ok(())
     })
 }

@@ -395,3 +395,83 @@ fn a_missing_onnx_runtime_is_a_status_with_the_places_searched() {
         "{stderr}"
     );
 }
+
+/// A workspace cdylib (a shipped plugin), built for this profile on first use.
+fn plugin_library(package: &str, file: &str) -> PathBuf {
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", package]).current_dir(repo());
+    if dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    assert!(
+        command.status().expect("cargo build").success(),
+        "building {package}"
+    );
+    let path = dir.join(file);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+#[test]
+fn plugins_and_task_heads_are_reachable_from_c() {
+    let rust = plugin_library("gptrt-plugin-mirostat", "libgptrt_plugin_mirostat.so");
+    let c = plugin_library("gptrt-plugin-xtc-c", "plugins/libgptrt_xtc.so");
+    let exe = build("tests/c/plugin_test.c", Lang::C, Link::Dynamic);
+    let model = tiny("single");
+    let stdout = run_ok(
+        &exe,
+        &[
+            model.to_str().unwrap(),
+            rust.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
+    );
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    for id in ["org.gptrt.mirostat-v2", "org.gptrt.choice", "org.gptrt.xtc"] {
+        assert!(line("plugins").contains(id), "{stdout}");
+    }
+    let (_, cases) = reference();
+    let expected: Vec<String> = cases[0].greedy_ids[..8]
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    assert_eq!(line("plain"), expected.join(" "), "greedy ids through C");
+    assert_eq!(
+        line("cleared"),
+        expected.join(" "),
+        "clearing the samplers restores greedy"
+    );
+    assert_ne!(
+        line("xtc").split(' ').next(),
+        expected.first().map(String::as_str),
+        "XTC removed the top choice"
+    );
+    let task: serde_json::Value = serde_json::from_str(&line("task")).unwrap();
+    assert!(
+        task["choice"].is_u64() && task["scores"].as_array().unwrap().len() == 2,
+        "{task}"
+    );
+    assert!(
+        line("bad-id").starts_with("GPTRT_ERROR_PLUGIN")
+            && line("bad-id").contains("org.example.missing"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad-load").starts_with("GPTRT_ERROR_IO")
+            || line("bad-load").starts_with("GPTRT_ERROR_PLUGIN"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad-input").starts_with("GPTRT_ERROR_PLUGIN") && line("bad-input").contains("prompt"),
+        "{stdout}"
+    );
+    assert_eq!(line("null-host"), "GPTRT_ERROR_NULL_POINTER");
+}

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use generation_flags::GenerationFlags;
 use gptrt::{
-    Allowlist, GenerationConfig, Generator, Model, PluginHost, Runtime, RuntimeOptions,
-    SamplerChain, Tokenizer,
+    Allowlist, GenerationConfig, Generator, Model, PluginHost, Runtime, RuntimeOptions, Tokenizer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -410,18 +409,7 @@ fn run_generation(
         return Err("--sampler cannot be combined with beam search (--num-beams > 1)".to_string());
     }
     let mut generator = Generator::new(model, vec![ids], config).map_err(|e| e.to_string())?;
-    let rows = if config.do_sample {
-        config.num_return_sequences
-    } else {
-        1
-    };
-    let eos = config
-        .eos_token_id
-        .as_ref()
-        .map_or_else(|| vec![model.config().eos_token_id], |e| e.to_vec());
-    for row in 0..rows {
-        let seed = config.seed.unwrap_or(0).wrapping_add(row as u64);
-        let mut chain = SamplerChain::from_config(config, &eos, seed, 1);
+    for row in generator.row_ids() {
         for spec in samplers {
             let (id, plugin_config) = match spec.split_once(':') {
                 Some((id, json)) => (id, Some(json)),
@@ -430,9 +418,10 @@ fn run_generation(
             let sampler = host
                 .sampler(id, plugin_config, Some(model.clone()))
                 .map_err(|e| e.to_string())?;
-            chain.insert_before_selector(Box::new(sampler));
+            generator
+                .add_sampler(row, Box::new(sampler))
+                .map_err(|e| e.to_string())?;
         }
-        generator.set_chain(row, chain).map_err(|e| e.to_string())?;
     }
     generator.run(on_token).map_err(|e| e.to_string())?;
     Ok(generator.into_generations())

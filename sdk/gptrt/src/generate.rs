@@ -448,6 +448,30 @@ impl<'m> Generator<'m> {
         Ok(())
     }
 
+    /// Put `sampler` (a plugin sampler, or any [`crate::Sampler`]) in a row's chain, just before
+    /// its selector, keeping the row's processors, warpers and seed.
+    pub fn add_sampler(
+        &mut self,
+        row: usize,
+        sampler: Box<dyn crate::sampling::Sampler>,
+    ) -> Result<()> {
+        let slot = self
+            .rows
+            .iter_mut()
+            .find(|r| r.id == row)
+            .ok_or(Error::InvalidOption {
+                field: "row",
+                message: format!("row {row} does not exist"),
+            })?;
+        slot.chain.insert_before_selector(sampler);
+        Ok(())
+    }
+
+    /// Row ids of the batch, in batch order.
+    pub fn row_ids(&self) -> Vec<usize> {
+        self.rows.iter().map(|row| row.id).collect()
+    }
+
     /// A handle that stops this generation from any thread.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
