@@ -269,6 +269,11 @@ def make_reference(ckpt: Path, out: Path, tokenizer_json: Path, meta: dict) -> N
 
     tok = Tokenizer.from_file(str(tokenizer_json))
     model = GPT2LMHeadModel.from_pretrained(ckpt).eval()
+    # the references are plain greedy: ignore sampling / repetition_penalty defaults that a
+    # checkpoint's generation_config.json may carry (the demo model's does)
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(bos_token_id=EOS_ID, eos_token_id=EOS_ID)
     for old in out.glob("logits_*.f32"):
         old.unlink()
 

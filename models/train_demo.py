@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Pre-train the demo GPT-2 on CPU on the public-domain corpus made by demo_corpus.py.
+
+    nohup nice -n 19 /root/venv-models/bin/python models/train_demo.py > models/work/train_demo.log 2>&1 &
+
+Model: GPT-2 architecture (transformers' GPT2LMHeadModel) with the real GPT-2 tokenizer (vocab
+50257), 6 layers, 8 heads, n_embd 256, n_positions 256, tied embedding / LM head,
+initializer_range 0.02, no dropout.
+Training: next-token cross-entropy on packed 256-token blocks of the token stream (documents
+separated by <|endoftext|>), batch 8 blocks (2,048 tokens), AdamW (betas 0.9/0.95, eps 1e-8,
+weight decay 0.1 on matrices only), gradient clipping at 1.0, fp32, torch.set_num_threads(2),
+seed 0. LR schedule "warm-up, stable, decay": linear warm-up over 50 steps to 1.5e-3, constant,
+then linear decay to 1.5e-4 over the last steps (decay_start .. steps).
+Blocks are visited in a seeded random order (torch.Generator(seed + epoch)).
+
+Steps: the machine is shared with Rust builds and this runs under nice, so the speed is not known
+in advance. `--steps N --decay-start S` fixes the run. Without them the script trains at the
+constant LR until 78% of the --minutes budget (default 55, evaluations included) is used, then
+measures the recent seconds per step and picks the decay length so that the run ends on time;
+S and N are logged (and written to schedule.json), and `--steps N --decay-start S` replays exactly
+the same run (the batches and the LR of every step depend only on the seed, S and N).
+
+Validation: val.u16 cut into 256-token blocks; the random-init model (step 0) and the final model
+are evaluated on all of them; every --eval-every steps a fixed subset (every 8th block) is used.
+Perplexity = exp(mean next-token cross-entropy over all predicted tokens).
+
+Outputs in --out (default models/work/demo-train/):
+  checkpoint/        save_pretrained() of the final model (+ generation_config.json)
+  latest/            the last periodic checkpoint (every --save-every steps)
+  log.csv            step,tokens,lr,train_loss,val_loss,val_subset,elapsed_s
+  summary.json       hyper-parameters, versions, timings, random-init and final validation loss/ppl
+  samples.txt        samples from the final model (transformers generate, demo sampling settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import EOS_ID, TOKENIZER_DIR, VOCAB_SIZE, WORK_DIR, hf_offline  # noqa: E402
+
+hf_offline()
+
+ARCH = dict(n_layer=6, n_head=8, n_embd=256, n_positions=256)
+SAMPLE_PROMPTS = ["Once upon a time", "The king said", "Love is"]
+DEMO_SAMPLING = dict(do_sample=True, top_k=50, top_p=0.95, temperature=0.8, repetition_penalty=1.2,
+                     max_new_tokens=60)
+
+
+def log(msg: str) -> None:
+    print(f"[train_demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load_blocks(path: Path, block: int):
+    import numpy as np
+    import torch
+
+    ids = np.fromfile(path, dtype="<u2").astype(np.int64)
+    n = ids.size // block
+    return torch.from_numpy(ids[: n * block].reshape(n, block))
+
+
+def make_model(seed: int):
+    import torch
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=VOCAB_SIZE, initializer_range=0.02, bos_token_id=EOS_ID, eos_token_id=EOS_ID,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True, **ARCH,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg)
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr(), "embedding not tied"
+    model.generation_config = GenerationConfig(bos_token_id=EOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
+                                               **DEMO_SAMPLING)
+    return model
+
+
+def evaluate(model, blocks, batch: int = 16) -> float:
+    """Mean next-token cross-entropy over every predicted token of the blocks."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, blocks.shape[0], batch):
+            x = blocks[i: i + batch]
+            logits = model(input_ids=x).logits[:, :-1]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1), reduction="sum")
+            total += float(loss)
+            count += x[:, 1:].numel()
+    model.train()
+    return total / count
+
+
+def lr_at(step: int, total: int | None, decay_start: int | None, peak: float, floor: float, warmup: int) -> float:
+    """Linear warm-up, constant, then linear decay from decay_start to total (step is 0-based)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if total is None or decay_start is None or step < decay_start:
+        return peak
+    p = min(1.0, (step - decay_start + 1) / max(1, total - decay_start))
+    return peak + (floor - peak) * p
+
+
+def sample(model, prompts, seed: int, n: int = 1) -> list[str]:
+    import torch
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
+    model.eval()
+    out = []
+    for prompt in prompts:
+        ids = torch.tensor([tok.encode(prompt).ids])
+        for k in range(n):
+            torch.manual_seed(seed + k)
+            g = model.generate(ids, attention_mask=torch.ones_like(ids), pad_token_id=EOS_ID, **DEMO_SAMPLING)
+            out.append(tok.decode(g[0].tolist(), skip_special_tokens=False))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=str(WORK_DIR / "demo-corpus"))
+    ap.add_argument("--out", default=str(WORK_DIR / "demo-train"))
+    ap.add_argument("--steps", type=int, help="total optimizer steps (default: chosen from --minutes)")
+    ap.add_argument("--decay-start", type=int, help="first step of the LR decay (with --steps)")
+    ap.add_argument("--minutes", type=float, default=55.0, help="wall-time budget used to pick --steps")
+    ap.add_argument("--decay-at", type=float, default=0.78, help="fraction of the budget spent before the decay")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--block", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--min-lr", type=float, default=1.5e-4)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    import transformers
+
+    t_start = time.time()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = Path(args.corpus)
+    if not (corpus / "train.u16").exists():
+        sys.exit(f"error: {corpus}/train.u16 missing: run models/demo_corpus.py first")
+    train = load_blocks(corpus / "train.u16", args.block)
+    val = load_blocks(corpus / "val.u16", args.block)
+    val_subset = val[::8]
+    log(f"train {train.shape[0]} blocks ({train.numel():,} tokens), val {val.shape[0]} blocks "
+        f"({val.numel():,} tokens; subset {val_subset.shape[0]} blocks)")
+
+    model = make_model(args.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model {ARCH}, {n_params:,} parameters (tied embedding counted once)")
+
+    # the random-init model is deterministic (seed, architecture): its validation loss is cached
+    cache = out / "random_init.json"
+    key = {"arch": ARCH, "seed": args.seed, "val_blocks": int(val.shape[0]), "block": args.block}
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    t = time.time()
+    if cached.get("key") == key:
+        rand_val, rand_sub, t_full_eval = cached["val_loss"], cached["val_subset"], cached["seconds"]
+        log(f"random-init val loss {rand_val:.4f} (ppl {math.exp(rand_val):.1f}) from {cache}")
+    else:
+        rand_val = evaluate(model, val)
+        t_full_eval = time.time() - t
+        log(f"random-init val loss {rand_val:.4f} (ppl {math.exp(rand_val):.1f}) in {t_full_eval:.0f}s")
+        rand_sub = evaluate(model, val_subset)
+        cache.write_text(json.dumps({"key": key, "val_loss": rand_val, "val_subset": rand_sub,
+                                     "seconds": t_full_eval}) + "\n")
+    t = time.time()
+    evaluate(model, val_subset[:8])
+    t_sub_eval = (time.time() - t) * val_subset.shape[0] / 8
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    f = open(out / "log.csv", "w", newline="")
+    w = csv.writer(f)
+    w.writerow(["step", "tokens", "lr", "train_loss", "val_loss", "val_subset", "elapsed_s"])
+    w.writerow([0, 0, 0, "", f"{rand_val:.5f}", f"{rand_sub:.5f}", f"{time.time() - t_start:.1f}"])
+    f.flush()
+
+    total, decay_start = args.steps, args.decay_start
+    if (total is None) != (decay_start is None):
+        ap.error("--steps and --decay-start go together")
+    chosen_by = "--steps/--decay-start" if total else None
+    loop_budget = args.minutes * 60 - (time.time() - t_start) - t_full_eval - 90  # final eval + save + samples
+    epoch, order, pos = 0, None, 0
+    tokens = 0
+    t_loop = time.time()
+    step_times = []
+    model.train()
+    step = 0
+    while total is None or step < total:
+        if order is None or pos + args.batch > order.numel():
+            g = torch.Generator().manual_seed(args.seed + epoch)
+            order = torch.randperm(train.shape[0], generator=g)
+            pos = 0
+            epoch += 1
+        x = train[order[pos: pos + args.batch]]
+        pos += args.batch
+        lr = lr_at(step, total, decay_start, args.lr, args.min_lr, args.warmup)
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        ts = time.time()
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step_times.append(time.time() - ts)
+        tokens += x.numel()
+        step += 1
+
+        used = time.time() - t_loop
+        if total is None and step >= args.warmup and used >= args.decay_at * loop_budget:
+            recent = step_times[-30:]
+            sec = float(np.mean(recent)) + t_sub_eval / args.eval_every
+            decay = max(10, int((loop_budget - used) / sec))
+            decay_start, total = step, step + decay
+            chosen_by = (f"--minutes {args.minutes}: decay after {used / 60:.1f} min at {sec:.2f} s/step "
+                         f"({x.numel() / sec:.0f} tok/s)")
+            log(f"LR decay from step {decay_start} to {total}; replay with --steps {total} "
+                f"--decay-start {decay_start} ({chosen_by})")
+            (out / "schedule.json").write_text(json.dumps({"steps": total, "decay_start": decay_start,
+                                                           "chosen_by": chosen_by}) + "\n")
+
+        val_loss = ""
+        if step % args.eval_every == 0 or step == total:
+            val_loss = f"{evaluate(model, val_subset):.5f}"
+        el = time.time() - t_start
+        w.writerow([step, tokens, f"{lr:.6g}", f"{loss.item():.5f}", "", val_loss, f"{el:.1f}"])
+        f.flush()
+        if step % 10 == 0 or val_loss:
+            rate = tokens / (time.time() - t_loop)
+            log(f"step {step}/{total} loss {loss.item():.4f} lr {lr:.2e} {rate:.0f} tok/s"
+                + (f" val_subset {val_loss}" if val_loss else ""))
+        if step % args.save_every == 0:
+            model.save_pretrained(out / "latest")
+    train_time = time.time() - t_loop
+
+    final_val = evaluate(model, val)
+    w.writerow([step, tokens, "", "", f"{final_val:.5f}", "", f"{time.time() - t_start:.1f}"])
+    f.close()
+    log(f"final val loss {final_val:.4f} (ppl {math.exp(final_val):.2f}); random-init {rand_val:.4f} "
+        f"(ppl {math.exp(rand_val):.1f})")
+    model.save_pretrained(out / "checkpoint")
+
+    samples = sample(model, SAMPLE_PROMPTS, args.seed, n=3)
+    (out / "samples.txt").write_text("\n\n-----\n\n".join(samples) + "\n", encoding="utf-8")
+
+    summary = {
+        "arch": ARCH, "vocab_size": VOCAB_SIZE, "parameters": n_params, "initializer_range": 0.02,
+        "tied_embeddings": True, "dropout": 0.0,
+        "steps": total, "decay_start": decay_start, "steps_chosen_by": chosen_by, "batch_blocks": args.batch, "block": args.block,
+        "tokens_seen": tokens, "epochs_fraction": tokens / train.numel(),
+        "optimizer": {"name": "AdamW", "lr": args.lr, "min_lr": args.min_lr, "warmup": args.warmup,
+                      "schedule": "linear warm-up, constant, linear decay from decay_start",
+                      "betas": [0.9, 0.95], "eps": 1e-8,
+                      "weight_decay": args.weight_decay, "grad_clip": args.grad_clip},
+        "seed": args.seed, "threads": args.threads,
+        "train_tokens": int(train.numel()), "val_tokens": int(val.numel()),
+        "val_loss_random_init": rand_val, "val_ppl_random_init": math.exp(rand_val),
+        "val_loss": final_val, "val_ppl": math.exp(final_val),
+        "final_train_loss_mean_last_20": None,
+        "train_seconds": train_time, "total_seconds": time.time() - t_start,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "numpy": np.__version__},
+        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, under nice -n 19",
+    }
+    with open(out / "log.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["train_loss"]]
+    summary["final_train_loss_mean_last_20"] = float(np.mean([float(r["train_loss"]) for r in rows[-20:]]))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"done in {summary['total_seconds'] / 60:.1f} min; {out}")
+
+
+if __name__ == "__main__":
+    main()
