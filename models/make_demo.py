@@ -72,9 +72,12 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
             label="validation (every 8th block)")
     ax.plot([s for s, _ in full], [v for _, v in full], "s", ms=6, color="tab:red",
             label="validation (all blocks)")
+    ax.set_ylim(max(0.0, min(v for _, v in tr + va) - 0.5), min(11.5, max(v for _, v in tr + va) + 0.3))
+    if summary.get("decay_start"):
+        ax.axvline(summary["decay_start"], ls="--", lw=0.8, color="gray")
+        ax.text(summary["decay_start"], ax.get_ylim()[1], " LR decay", va="top", ha="left", fontsize=8, color="gray")
     ax.set_xlabel("optimizer step (2,048 tokens each)")
     ax.set_ylabel("cross-entropy (nats / token)")
-    ax.set_ylim(max(0.0, min(v for _, v in tr + va) - 0.5), min(11.5, max(v for _, v in tr + va) + 0.3))
     ax.set_title(f"demo GPT-2 ({summary['parameters'] / 1e6:.1f} M params): final val ppl "
                  f"{summary['val_ppl']:.1f} (random init {summary['val_ppl_random_init']:.0f})")
     ax.grid(alpha=0.3)
