@@ -161,6 +161,25 @@ def summarize(path: Path) -> dict:
             "initializer_bytes_by_dtype": dict(by_type)}
 
 
+def quantize_file_int4(src: Path, dst: Path) -> dict:
+    """Weight-only int4: MatMulNBits, block 32, symmetric, accuracy level 4 (int8 compute)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    stats = rewrite(model)
+    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    onnx.checker.check_model(str(dst))
+    summary = summarize(dst)
+    summary["rewrite"] = stats
+    m = onnx.load(str(dst))
+    summary["MatMulNBits"] = sum(1 for g in _graphs(m.graph) for n in g.node if n.op_type == "MatMulNBits")
+    if summary["MatMulNBits"] == 0:
+        raise SystemExit(f"error: {dst}: no MatMul was quantized to 4 bits")
+    return summary
+
+
 def quantize_file(src: Path, dst: Path, per_channel: bool) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -190,6 +209,8 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a layout folder (*.onnx + config.json + tokenizer)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--per-channel", action="store_true", help="per-column scales for the MatMul weights")
+    ap.add_argument("--bits", type=int, choices=[8, 4], default=8,
+                    help="8: dynamic int8 (MatMulInteger); 4: weight-only MatMulNBits, block 32, accuracy level 4")
     args = ap.parse_args()
     src, out = Path(args.model), Path(args.out)
     graphs = sorted(src.glob("*.onnx"))
@@ -200,7 +221,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     for g in graphs:
-        report[g.name] = {"fp32_bytes": g.stat().st_size, **quantize_file(g, out / g.name, args.per_channel)}
+        quantized = quantize_file_int4(g, out / g.name) if args.bits == 4 else quantize_file(g, out / g.name, args.per_channel)
+        report[g.name] = {"fp32_bytes": g.stat().st_size, **quantized}
     for name in COPY_FILES:
         p = src / name
         if p.exists():

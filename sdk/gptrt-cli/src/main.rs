@@ -46,6 +46,8 @@ enum Command {
     Plugins(PluginsCommand),
     /// Run a task-head plugin on JSON input and print its JSON output.
     Task(TaskArgs),
+    /// Perplexity of a UTF-8 text file under the model (one window of n_positions tokens).
+    Perplexity(PerplexityArgs),
     /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
     Bench(BenchArgs),
 }
@@ -114,6 +116,17 @@ struct TaskArgs {
     /// The task's input (JSON).
     #[arg(long, value_name = "JSON")]
     input: String,
+}
+
+#[derive(Args)]
+struct PerplexityArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// The text to score.
+    #[arg(long, value_name = "FILE")]
+    text_file: PathBuf,
 }
 
 #[derive(Args)]
@@ -259,6 +272,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Plugins(command) => plugins(command),
         Command::Task(args) => task(args),
+        Command::Perplexity(args) => perplexity(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -510,6 +524,31 @@ fn gptrt_plugin_abi() -> (u32, u32) {
         gptrt_plugin_api::GPTRT_PLUGIN_ABI_MAJOR,
         gptrt_plugin_api::GPTRT_PLUGIN_ABI_MINOR,
     )
+}
+
+fn perplexity(args: PerplexityArgs) -> Result<(), String> {
+    let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let bytes =
+        std::fs::read(&args.text_file).map_err(|e| format!("{}: {e}", args.text_file.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}: not valid UTF-8 (invalid byte at offset {})",
+            args.text_file.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let tokens = model
+        .tokenizer()
+        .encode(&text)
+        .map_err(|e| e.to_string())?
+        .len();
+    let value = model.perplexity(&text).map_err(|e| e.to_string())?;
+    say!(
+        "{}",
+        json!({"perplexity": value, "tokens": tokens, "model": model.dir().display().to_string()})
+    );
+    Ok(())
 }
 
 fn task(args: TaskArgs) -> Result<(), String> {
