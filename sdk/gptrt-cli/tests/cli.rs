@@ -438,3 +438,25 @@ fn nan_or_out_of_range_sampling_values() {
         &["IDS=BIAS"],
     );
 }
+
+#[test]
+fn perplexity_of_a_text_file() {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/demo");
+    let out = gptrt(&[
+        "perplexity",
+        "--model",
+        demo.to_str().unwrap(),
+        "--text-file",
+        demo.join("heldout.txt").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.join("heldout.json")).unwrap()).unwrap();
+    let (got, want) = (
+        json["perplexity"].as_f64().unwrap(),
+        expected["perplexity"].as_f64().unwrap(),
+    );
+    assert!((got - want).abs() < 0.01 * want, "{got} vs {want}");
+    assert_eq!(json["tokens"], expected["tokens"]);
+}
