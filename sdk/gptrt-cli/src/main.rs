@@ -727,13 +727,27 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         seed: Some(0),
         ..GenerationConfig::default()
     };
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".to_string());
+    }
+    let prompt_ids = model
+        .tokenizer()
+        .encode(&args.prompt)
+        .map_err(|e| e.to_string())?;
     let mut runs = Vec::with_capacity(args.runs);
     for run in 0..=args.runs {
-        let out = model
-            .generate(&args.prompt, &config)
+        let mut out = model
+            .generate_ids(vec![prompt_ids.clone(); args.batch], &config, &mut |_| true)
             .map_err(|e| e.to_string())?;
+        if out.len() != args.batch {
+            return Err(format!(
+                "asked for {} sequences, got {}",
+                args.batch,
+                out.len()
+            ));
+        }
         if run > 0 {
-            runs.push(out);
+            runs.push(out.swap_remove(0));
         }
     }
     let mut decode: Vec<f64> = runs
