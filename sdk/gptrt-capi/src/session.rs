@@ -986,48 +986,5 @@ pub unsafe extern "C" fn gptrt_session_result_json(
 }
 
 fn result_json(result: &Generation, model: &Model) -> serde_json::Value {
-    use serde_json::json;
-    let tokenizer = model.tokenizer();
-    let piece = |id: u32| {
-        tokenizer
-            .token_bytes(id)
-            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-            .unwrap_or_default()
-    };
-    let stats = &result.stats;
-    let mut output = json!({
-        "text": result.text,
-        "prompt_token_ids": result.prompt_token_ids,
-        "token_ids": result.token_ids,
-        "stop_reason": result.stop_reason.name(),
-        "prompt_tokens": stats.prompt_tokens,
-        "prompt_seconds": stats.prompt_seconds,
-        "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
-        "decode_tokens": stats.decode_tokens,
-        "decode_seconds": stats.decode_seconds,
-        "decode_tokens_per_second": stats.decode_tokens_per_second(),
-    });
-    if let Some(stop) = &result.stop_string {
-        output["stop_string"] = json!(stop);
-    }
-    if let Some(seed) = result.seed {
-        output["seed"] = json!(seed);
-    }
-    if let Some(score) = result.score {
-        output["score"] = json!(score);
-    }
-    if let Some(logprobs) = &result.logprobs {
-        output["logprobs"] = logprobs
-            .iter()
-            .map(|lp| {
-                json!({
-                    "token_id": lp.token_id,
-                    "token": piece(lp.token_id),
-                    "logprob": lp.logprob,
-                    "top": lp.top.iter().map(|&(id, logprob)| json!({"token_id": id, "token": piece(id), "logprob": logprob})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-    }
-    output
+    result.to_json(model.tokenizer())
 }

@@ -360,21 +360,14 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
     };
     let stats = &first.stats;
     if args.json {
-        let mut output = sequence_json(first, model.tokenizer());
-        output["prompt_token_ids"] = json!(first.prompt_token_ids);
+        let mut output = first.to_json(model.tokenizer());
         output["layout"] = json!(model.layout().name());
         output["provider"] = json!(model.provider());
         output["provider_skipped"] = skipped_json(model.provider_choice());
-        output["prompt_tokens"] = json!(stats.prompt_tokens);
-        output["prompt_seconds"] = json!(stats.prompt_seconds);
-        output["prompt_tokens_per_second"] = json!(stats.prompt_tokens_per_second());
-        output["decode_tokens"] = json!(stats.decode_tokens);
-        output["decode_seconds"] = json!(stats.decode_seconds);
-        output["decode_tokens_per_second"] = json!(stats.decode_tokens_per_second());
         if results.len() > 1 {
             output["sequences"] = results
                 .iter()
-                .map(|r| sequence_json(r, model.tokenizer()))
+                .map(|r| r.to_json(model.tokenizer()))
                 .collect();
         }
         say!("{output}");
@@ -577,44 +570,6 @@ fn warn_skipped(choice: &gptrt::ProviderChoice) {
     for (provider, reason) in &choice.skipped {
         eprintln!("note: {provider} not used: {reason}; falling back");
     }
-}
-
-/// One sequence's fields in `--json` output.
-fn sequence_json(result: &gptrt::Generation, tokenizer: &Tokenizer) -> serde_json::Value {
-    let piece = |id: u32| {
-        tokenizer
-            .token_bytes(id)
-            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-            .unwrap_or_default()
-    };
-    let mut output = json!({
-        "text": result.text,
-        "token_ids": result.token_ids,
-        "stop_reason": result.stop_reason.name(),
-    });
-    if let Some(stop) = &result.stop_string {
-        output["stop_string"] = json!(stop);
-    }
-    if let Some(seed) = result.seed {
-        output["seed"] = json!(seed);
-    }
-    if let Some(score) = result.score {
-        output["score"] = json!(score);
-    }
-    if let Some(logprobs) = &result.logprobs {
-        output["logprobs"] = logprobs
-            .iter()
-            .map(|lp| {
-                json!({
-                    "token_id": lp.token_id,
-                    "token": piece(lp.token_id),
-                    "logprob": lp.logprob,
-                    "top": lp.top.iter().map(|&(id, logprob)| json!({"token_id": id, "token": piece(id), "logprob": logprob})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-    }
-    output
 }
 
 fn tokenize(args: TokenizeArgs) -> Result<(), String> {

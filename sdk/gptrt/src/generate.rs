@@ -120,6 +120,57 @@ pub struct Generation {
     pub stats: GenerationStats,
 }
 
+impl Generation {
+    /// The result as JSON, the one form the CLI's `--json` and the C API share: `text`,
+    /// `token_ids`, `prompt_token_ids`, `stop_reason`, the timing, and when present `stop_string`,
+    /// `seed`, `score` and `logprobs` (each token with its text).
+    pub fn to_json(&self, tokenizer: &crate::tokenizer::Tokenizer) -> serde_json::Value {
+        use serde_json::json;
+        let piece = |id: u32| {
+            tokenizer
+                .token_bytes(id)
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                .unwrap_or_default()
+        };
+        let stats = &self.stats;
+        let mut output = json!({
+            "text": self.text,
+            "prompt_token_ids": self.prompt_token_ids,
+            "token_ids": self.token_ids,
+            "stop_reason": self.stop_reason.name(),
+            "prompt_tokens": stats.prompt_tokens,
+            "prompt_seconds": stats.prompt_seconds,
+            "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+            "decode_tokens": stats.decode_tokens,
+            "decode_seconds": stats.decode_seconds,
+            "decode_tokens_per_second": stats.decode_tokens_per_second(),
+        });
+        if let Some(stop) = &self.stop_string {
+            output["stop_string"] = json!(stop);
+        }
+        if let Some(seed) = self.seed {
+            output["seed"] = json!(seed);
+        }
+        if let Some(score) = self.score {
+            output["score"] = json!(score);
+        }
+        if let Some(logprobs) = &self.logprobs {
+            output["logprobs"] = logprobs
+                .iter()
+                .map(|lp| {
+                    let top: Vec<_> = lp
+                        .top
+                        .iter()
+                        .map(|&(id, logprob)| json!({"token_id": id, "token": piece(id), "logprob": logprob}))
+                        .collect();
+                    json!({"token_id": lp.token_id, "token": piece(lp.token_id), "logprob": lp.logprob, "top": top})
+                })
+                .collect();
+        }
+        output
+    }
+}
+
 /// Log-probability of a generated token under the model (log-softmax of the raw logits, before
 /// any processor), with the most likely alternatives.
 #[derive(Debug, Clone, PartialEq)]
