@@ -219,6 +219,17 @@ unsafe fn read_sized<T: Copy>(plugin: &str, what: &str, ptr: *const c_void) -> R
     Ok(unsafe { ptr.cast::<T>().read_unaligned() })
 }
 
+/// Refuse a vtable whose required slots are NULL, naming the first one missing.
+fn require_slots(plugin: &str, kind: &str, slots: &[(&str, bool)]) -> Result<()> {
+    match slots.iter().find(|(_, present)| !present) {
+        Some((slot, _)) => Err(plugin_error(
+            plugin,
+            format!("required {kind} slot `{slot}` is NULL"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_abi(plugin: &str, abi: GptrtAbiVersion) -> Result<()> {
     if abi.major != GPTRT_PLUGIN_ABI_MAJOR {
         return Err(plugin_error(
@@ -293,37 +304,31 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
                 // SAFETY: the kind says which vtable this is.
                 let v: GptrtSamplerVtable =
                     unsafe { read_sized(&named, "the sampler vtable", descriptor.vtable) }?;
-                for (slot, present) in [
-                    ("create", v.create.is_some()),
-                    ("destroy", v.destroy.is_some()),
-                    ("apply", v.apply.is_some()),
-                ] {
-                    if !present {
-                        return Err(plugin_error(
-                            &named,
-                            format!("required sampler slot `{slot}` is NULL"),
-                        ));
-                    }
-                }
+                require_slots(
+                    &named,
+                    "sampler",
+                    &[
+                        ("create", v.create.is_some()),
+                        ("destroy", v.destroy.is_some()),
+                        ("apply", v.apply.is_some()),
+                    ],
+                )?;
                 (PluginKind::Sampler, Vtable::Sampler(v))
             }
             GPTRT_PLUGIN_KIND_TASK_HEAD => {
                 // SAFETY: as above.
                 let v: GptrtTaskHeadVtable =
                     unsafe { read_sized(&named, "the task-head vtable", descriptor.vtable) }?;
-                for (slot, present) in [
-                    ("create", v.create.is_some()),
-                    ("destroy", v.destroy.is_some()),
-                    ("run", v.run.is_some()),
-                    ("free_string", v.free_string.is_some()),
-                ] {
-                    if !present {
-                        return Err(plugin_error(
-                            &named,
-                            format!("required task-head slot `{slot}` is NULL"),
-                        ));
-                    }
-                }
+                require_slots(
+                    &named,
+                    "task-head",
+                    &[
+                        ("create", v.create.is_some()),
+                        ("destroy", v.destroy.is_some()),
+                        ("run", v.run.is_some()),
+                        ("free_string", v.free_string.is_some()),
+                    ],
+                )?;
                 (PluginKind::TaskHead, Vtable::TaskHead(v))
             }
             other => return Err(plugin_error(&named, format!("unknown plugin kind {other}"))),
