@@ -73,9 +73,17 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
     ax.plot([s for s, _ in full], [v for _, v in full], "s", ms=6, color="tab:red",
             label="validation (all blocks)")
     ax.set_ylim(max(0.0, min(v for _, v in tr + va) - 0.5), min(11.5, max(v for _, v in tr + va) + 0.3))
-    if summary.get("decay_start"):
-        ax.axvline(summary["decay_start"], ls="--", lw=0.8, color="gray")
-        ax.text(summary["decay_start"], ax.get_ylim()[1], " LR decay", va="top", ha="left", fontsize=8, color="gray")
+    run = summary
+    while run:  # each run's LR decay (a continued run keeps the earlier runs' curves)
+        if run.get("decay_start"):
+            x = run["decay_start"] + run.get("step_offset", 0)
+            ax.axvline(x, ls="--", lw=0.8, color="gray")
+            ax.text(x, ax.get_ylim()[1], " LR decay", va="top", ha="left", fontsize=8, color="gray")
+        if run.get("step_offset"):
+            ax.axvline(run["step_offset"], ls=":", lw=0.8, color="green")
+            ax.text(run["step_offset"], ax.get_ylim()[0], " continued", va="bottom", ha="left", fontsize=8,
+                    color="green")
+        run = run.get("previous_run")
     ax.set_xlabel("optimizer step (2,048 tokens each)")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title(f"demo GPT-2 ({summary['parameters'] / 1e6:.1f} M params): final val ppl "

@@ -102,6 +102,19 @@ def evaluate(model, blocks, batch: int = 16) -> float:
     return total / count
 
 
+def batch_order(n_blocks: int, batch: int, seed: int):
+    """Block indices of each batch: epoch e visits the blocks in randperm(seed + e) order, the
+    remainder that does not fill a batch is dropped."""
+    import torch
+
+    epoch = 0
+    while True:
+        order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed + epoch))
+        epoch += 1
+        for pos in range(0, n_blocks - batch + 1, batch):
+            yield order[pos: pos + batch]
+
+
 def lr_at(step: int, total: int | None, decay_start: int | None, peak: float, floor: float, warmup: int) -> float:
     """Linear warm-up, constant, then linear decay from decay_start to total (step is 0-based)."""
     if step < warmup:
@@ -147,6 +160,8 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from", help="continue a previous run: its --out directory (checkpoint/, "
+                    "summary.json, log.csv); the data order carries on where it stopped, steps count on")
     args = ap.parse_args()
 
     import numpy as np
@@ -166,7 +181,23 @@ def main() -> None:
     log(f"train {train.shape[0]} blocks ({train.numel():,} tokens), val {val.shape[0]} blocks "
         f"({val.numel():,} tokens; subset {val_subset.shape[0]} blocks)")
 
-    model = make_model(args.seed)
+    prev = None
+    if args.init_from:
+        from transformers import GPT2LMHeadModel
+
+        prev_dir = Path(args.init_from)
+        if not (prev_dir / "checkpoint").is_dir() or not (prev_dir / "summary.json").exists():
+            sys.exit(f"error: --init-from {prev_dir}: needs checkpoint/ and summary.json of a finished run")
+        prev = json.loads((prev_dir / "summary.json").read_text())
+        if prev["arch"] != ARCH or prev["block"] != args.block or prev["batch_blocks"] != args.batch:
+            sys.exit(f"error: --init-from {prev_dir}: arch/block/batch differ from this run's")
+        model = GPT2LMHeadModel.from_pretrained(prev_dir / "checkpoint")
+        model.generation_config = make_model(args.seed).generation_config
+        step_offset, tokens_offset = prev["steps"], prev["tokens_seen"]
+        log(f"continuing {prev_dir} after step {step_offset} ({tokens_offset:,} tokens)")
+    else:
+        model = make_model(args.seed)
+        step_offset, tokens_offset = 0, 0
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model {ARCH}, {n_params:,} parameters (tied embedding counted once)")
 
@@ -174,6 +205,9 @@ def main() -> None:
     cache = out / "random_init.json"
     key = {"arch": ARCH, "seed": args.seed, "val_blocks": int(val.shape[0]), "block": args.block}
     cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if prev and cached.get("key") != key:
+        cached = json.loads((Path(args.init_from) / "random_init.json").read_text())
+        cache.write_text(json.dumps(cached) + "\n")
     t = time.time()
     if cached.get("key") == key:
         rand_val, rand_sub, t_full_eval = cached["val_loss"], cached["val_subset"], cached["seconds"]
@@ -198,7 +232,12 @@ def main() -> None:
     f = open(out / "log.csv", "w", newline="")
     w = csv.writer(f)
     w.writerow(["step", "tokens", "lr", "train_loss", "val_loss", "val_subset", "elapsed_s"])
-    w.writerow([0, 0, 0, "", f"{rand_val:.5f}", f"{rand_sub:.5f}", f"{time.time() - t_start:.1f}"])
+    if prev:
+        with open(Path(args.init_from) / "log.csv") as fh:
+            # the previous run's final full-validation row stays: it marks where this run starts
+            w.writerows(list(csv.reader(fh))[1:])
+    else:
+        w.writerow([0, 0, 0, "", f"{rand_val:.5f}", f"{rand_sub:.5f}", f"{time.time() - t_start:.1f}"])
     f.flush()
 
     total, decay_start = args.steps, args.decay_start
@@ -206,20 +245,16 @@ def main() -> None:
         ap.error("--steps and --decay-start go together")
     chosen_by = "--steps/--decay-start" if total else None
     loop_budget = args.minutes * 60 - (time.time() - t_start) - t_full_eval - 90  # final eval + save + samples
-    epoch, order, pos = 0, None, 0
     tokens = 0
     t_loop = time.time()
     step_times = []
     model.train()
+    batches = batch_order(train.shape[0], args.batch, args.seed)
+    for _ in range(step_offset):  # the previous run's batches: same order, skipped
+        next(batches)
     step = 0
     while total is None or step < total:
-        if order is None or pos + args.batch > order.numel():
-            g = torch.Generator().manual_seed(args.seed + epoch)
-            order = torch.randperm(train.shape[0], generator=g)
-            pos = 0
-            epoch += 1
-        x = train[order[pos: pos + args.batch]]
-        pos += args.batch
+        x = train[next(batches)]
         lr = lr_at(step, total, decay_start, args.lr, args.min_lr, args.warmup)
         for gr in opt.param_groups:
             gr["lr"] = lr
@@ -250,18 +285,18 @@ def main() -> None:
         if step % args.eval_every == 0 or step == total:
             val_loss = f"{evaluate(model, val_subset):.5f}"
         el = time.time() - t_start
-        w.writerow([step, tokens, f"{lr:.6g}", f"{loss.item():.5f}", "", val_loss, f"{el:.1f}"])
+        w.writerow([step + step_offset, tokens + tokens_offset, f"{lr:.6g}", f"{loss.item():.5f}", "", val_loss, f"{el:.1f}"])
         f.flush()
         if step % 10 == 0 or val_loss:
             rate = tokens / (time.time() - t_loop)
-            log(f"step {step}/{total} loss {loss.item():.4f} lr {lr:.2e} {rate:.0f} tok/s"
+            log(f"step {step}/{total} (+{step_offset}) loss {loss.item():.4f} lr {lr:.2e} {rate:.0f} tok/s"
                 + (f" val_subset {val_loss}" if val_loss else ""))
         if step % args.save_every == 0:
             model.save_pretrained(out / "latest")
     train_time = time.time() - t_loop
 
     final_val = evaluate(model, val)
-    w.writerow([step, tokens, "", "", f"{final_val:.5f}", "", f"{time.time() - t_start:.1f}"])
+    w.writerow([step + step_offset, tokens + tokens_offset, "", "", f"{final_val:.5f}", "", f"{time.time() - t_start:.1f}"])
     f.close()
     log(f"final val loss {final_val:.4f} (ppl {math.exp(final_val):.2f}); random-init {rand_val:.4f} "
         f"(ppl {math.exp(rand_val):.1f})")
@@ -273,7 +308,9 @@ def main() -> None:
     summary = {
         "arch": ARCH, "vocab_size": VOCAB_SIZE, "parameters": n_params, "initializer_range": 0.02,
         "tied_embeddings": True, "dropout": 0.0,
-        "steps": total, "decay_start": decay_start, "steps_chosen_by": chosen_by, "batch_blocks": args.batch, "block": args.block,
+        "steps": total, "decay_start": decay_start, "steps_chosen_by": chosen_by,
+        "init_from": args.init_from, "step_offset": step_offset, "tokens_seen_total": tokens + tokens_offset,
+        "previous_run": prev, "batch_blocks": args.batch, "block": args.block,
         "tokens_seen": tokens, "epochs_fraction": tokens / train.numel(),
         "optimizer": {"name": "AdamW", "lr": args.lr, "min_lr": args.min_lr, "warmup": args.warmup,
                       "schedule": "linear warm-up, constant, linear decay from decay_start",

@@ -135,9 +135,12 @@ struct BenchArgs {
     model: ModelArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
-    /// Prompt text (its token count is the prompt length).
+    /// Prompt text (its token count is the prompt length, unless --prompt-tokens is given).
     #[arg(long, default_value = "Once upon a time")]
     prompt: String,
+    /// Prompt length in tokens: the prompt's tokens repeated (or cut) to exactly N.
+    #[arg(long, value_name = "N")]
+    prompt_tokens: Option<usize>,
     /// Tokens to decode per run.
     #[arg(long, default_value_t = 128, value_name = "N")]
     new_tokens: usize,
@@ -668,8 +671,13 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     if args.runs == 0 {
         return Err("--runs must be at least 1".to_string());
     }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".to_string());
+    }
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    let began = std::time::Instant::now();
     let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
+    let load_seconds = began.elapsed().as_secs_f64();
     let config = GenerationConfig {
         max_new_tokens: Some(args.new_tokens),
         // No end token: every run decodes exactly --new-tokens tokens.
@@ -682,17 +690,34 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         seed: Some(0),
         ..GenerationConfig::default()
     };
-    if args.batch == 0 {
-        return Err("--batch must be at least 1".to_string());
-    }
-    let prompt_ids = model
+    let mut prompt_ids = model
         .tokenizer()
         .encode(&args.prompt)
         .map_err(|e| e.to_string())?;
+    if let Some(length) = args.prompt_tokens {
+        if length == 0 || prompt_ids.is_empty() {
+            return Err("--prompt-tokens needs N >= 1 and a non-empty --prompt".to_string());
+        }
+        prompt_ids = prompt_ids.iter().copied().cycle().take(length).collect();
+    }
+    let context = model.config().n_positions;
+    if prompt_ids.len() + args.new_tokens > context {
+        return Err(format!(
+            "prompt ({} tokens) + --new-tokens ({}) exceed the model's context window ({context} tokens)",
+            prompt_ids.len(),
+            args.new_tokens
+        ));
+    }
     let mut runs = Vec::with_capacity(args.runs);
+    let mut first_token_seconds = Vec::with_capacity(args.runs);
     for run in 0..=args.runs {
+        let started = std::time::Instant::now();
+        let mut first_token = None;
         let mut out = model
-            .generate_ids(vec![prompt_ids.clone(); args.batch], &config, &mut |_| true)
+            .generate_ids(vec![prompt_ids.clone(); args.batch], &config, &mut |_| {
+                first_token.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                true
+            })
             .map_err(|e| e.to_string())?;
         if out.len() != args.batch {
             return Err(format!(
@@ -703,18 +728,24 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         }
         if run > 0 {
             runs.push(out.swap_remove(0));
+            first_token_seconds.push(first_token.unwrap_or(f64::NAN));
         }
     }
-    let mut decode: Vec<f64> = runs
-        .iter()
-        .map(|r| r.stats.decode_tokens_per_second())
-        .collect();
-    let mut prompt: Vec<f64> = runs
-        .iter()
-        .map(|r| r.stats.prompt_tokens_per_second())
-        .collect();
-    decode.sort_by(f64::total_cmp);
-    prompt.sort_by(f64::total_cmp);
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let decode = sorted(
+        runs.iter()
+            .map(|r| r.stats.decode_tokens_per_second())
+            .collect(),
+    );
+    let prompt = sorted(
+        runs.iter()
+            .map(|r| r.stats.prompt_tokens_per_second())
+            .collect(),
+    );
+    let first_token_ms = sorted(first_token_seconds.iter().map(|s| s * 1e3).collect());
     let sampling_ms: Vec<f64> = runs
         .iter()
         .map(|r| 1e3 * r.stats.sampling_seconds / (r.token_ids.len() * args.batch).max(1) as f64)
@@ -725,6 +756,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         .fold(0.0f64, f64::max);
     let median = |v: &[f64]| v[v.len() / 2];
     let best = |v: &[f64]| v[v.len() - 1];
+    let peak_rss = peak_rss_bytes();
     let first = &runs[0];
     if args.json {
         let output = json!({
@@ -736,6 +768,10 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             "prompt_tokens": first.prompt_token_ids.len(),
             "new_tokens": first.token_ids.len(),
             "runs": args.runs,
+            "load_seconds": load_seconds,
+            "peak_rss_bytes": peak_rss,
+            "time_to_first_token_ms_median": median(&first_token_ms),
+            "time_to_first_token_ms_best": first_token_ms[0],
             "prompt_tokens_per_second_best": best(&prompt),
             "prompt_tokens_per_second_median": median(&prompt),
             "decode_tokens_per_second_best": best(&decode),
@@ -757,14 +793,27 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             args.runs
         );
         say!(
+            "  load: {load_seconds:.2} s, peak RSS: {}",
+            peak_rss.map_or("unknown".to_string(), |b| format!(
+                "{:.0} MB",
+                b as f64 / 1e6
+            ))
+        );
+        say!(
+            "  time to first token: median {:.1} ms, best {:.1} ms",
+            median(&first_token_ms),
+            first_token_ms[0]
+        );
+        say!(
             "  prompt: best {:.1} tok/s, median {:.1} tok/s",
             best(&prompt),
             median(&prompt)
         );
         say!(
-            "  decode: best {:.1} tok/s, median {:.1} tok/s",
+            "  decode: best {:.1} tok/s, median {:.1} tok/s{}",
             best(&decode),
-            median(&decode)
+            median(&decode),
+            if args.batch > 1 { " (all rows)" } else { "" }
         );
         say!(
             "  chain ({}): worst {:.3} ms per token, {:.2}% of a step",
@@ -778,4 +827,12 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The process's peak resident set size (Linux `VmHWM`); `None` where the OS does not say.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -6,7 +6,7 @@ and present.N.key/value outputs): one prefill of the whole prompt with zero-leng
 then one token per step, feeding each step's presents back as the next step's past.
 EOS is ignored so every run decodes exactly --new-tokens tokens. Prints one JSON object.
 
-    /root/venv-models/bin/python models/bench_python_loop.py \
+    /root/venv-models/bin/python benchmarks/python_ort_loop.py \
         --model models/work/small-random-gpt2/single --prompt "Once upon a time" \
         --new-tokens 128 --threads 4
 """
@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model folder holding model.onnx (or a path to the .onnx)")
     ap.add_argument("--prompt", default="Once upon a time")
+    ap.add_argument("--prompt-tokens", type=int, help="prompt length: the prompt's tokens repeated to N")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = onnxruntime default)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs before the timed one")
@@ -81,6 +82,8 @@ def main() -> None:
 
     tok = Tokenizer.from_file(str(find_tokenizer(model_dir)))
     prompt_ids = tok.encode(args.prompt).ids or [EOS_ID]
+    if args.prompt_tokens:
+        prompt_ids = (prompt_ids * args.prompt_tokens)[: args.prompt_tokens]
 
     requested = args.new_tokens
     n_positions = json.loads(cfg_path.read_text()).get("n_positions") if cfg_path.exists() else None

@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""gptrt next to its peers, in ONE interleaved run, on the same 124M random-init GPT-2.
+
+    python3 benchmarks/compare.py [--rounds 3] [--threads 2] [--out benchmarks/results]
+
+Every measurement is one process started afresh. Each round runs every case once, in the same
+order (A B C ... A B C ...), so slow drifts of the machine (other load, heat) hit every system
+alike; the tables report each case's median over the rounds.
+
+Systems, each skipped with a reason when it is not installed:
+  gptrt         target/release/gptrt bench (built here)
+  bare-ort      target/release/examples/bare_ort_loop: a bare `ort` loop, the floor under the SDK
+  python-ort    benchmarks/python_ort_loop.py: a plain Python onnxruntime loop
+  transformers  benchmarks/transformers_generate.py: transformers' generate (fp32 only)
+  llama.cpp     llama-bench / llama-batched-bench built by benchmarks/llama_cpp.sh (GGUF f32,
+                q8_0, q4_0 of the same checkpoint)
+
+Precisions: fp32 (models/make_fixtures.py --preset small), int8 and int4 (models/quantize.py).
+Cases: single stream (prompt 4, 128 new tokens), prefill (prompt 512), batch 1/4/16 (aggregate
+decode tokens/s), context length (decode 64 tokens after 16/256/768 tokens). The machine's memory
+read bandwidth is measured in every round too: decode of a 124M fp32 model reads every weight
+once per token, so bandwidth / weight bytes is the ceiling on single-stream fp32 decode.
+
+Outputs in --out: compare.json (every sample), compare.md (the tables and the targets of issue 7),
+compare.png (tokens/s vs batch size and vs context length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "models" / "work"
+LLAMA = ROOT / "benchmarks" / ".llama.cpp"
+GGUF = {"fp32": "gpt2-124m-f32.gguf", "int8": "gpt2-124m-q8_0.gguf", "int4": "gpt2-124m-q4_0.gguf"}
+ONNX = {"fp32": WORK / "small-random-gpt2" / "single", "int8": WORK / "small-random-gpt2-int8" / "single",
+        "int4": WORK / "small-random-gpt2-int4" / "single"}
+CHECKPOINT = WORK / "small-random-gpt2-checkpoint"
+BATCHES = [1, 4, 16]
+CONTEXTS = [16, 256, 768]
+NEW_TOKENS = 128
+CONTEXT_NEW_TOKENS = 64
+PREFILL_TOKENS = 512
+
+
+def log(msg: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def find_python() -> str:
+    for cand in (os.environ.get("PYTHON"), "/root/venv-models/bin/python", str(ROOT / "models/.venv/bin/python")):
+        if cand and Path(cand).exists():
+            return cand
+    return sys.executable
+
+
+def has_modules(python: str, *modules: str) -> bool:
+    code = "import " + ", ".join(modules)
+    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+
+
+def llama_tool(name: str) -> Path | None:
+    found = sorted(LLAMA.glob(f"**/bin/{name}"))
+    return found[0] if found else None
+
+
+class Case:
+    """One measurement: a command and how to read its output into {"decode": .., "prefill": ..}."""
+
+    def __init__(self, key: tuple, cmd: list[str], parse):
+        self.key, self.cmd, self.parse = key, cmd, parse
+
+
+def gptrt_case(exe, precision, threads, prompt_tokens, new_tokens, batch, kind, param):
+    cmd = [str(exe), "bench", "--model", str(ONNX[precision]), "--runs", "1", "--threads", str(threads),
+           "--json", "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens), "--batch", str(batch)]
+
+    def parse(out):
+        d = json.loads(out)
+        return {"decode": d["decode_tokens_per_second_median"], "prefill": d["prompt_tokens_per_second_median"],
+                "ttft_ms": d["time_to_first_token_ms_median"], "load_s": d["load_seconds"],
+                "peak_rss_mb": (d["peak_rss_bytes"] or 0) / 1e6}
+    return Case((kind, precision, "gptrt", param), cmd, parse)
+
+
+def bare_case(exe, precision, threads, prompt_tokens, new_tokens, kind, param):
+    cmd = [str(exe), str(ONNX[precision]), str(prompt_tokens), str(new_tokens), str(threads), "1"]
+
+    def parse(out):
+        d = json.loads(out)
+        return {"decode": d["decode_tokens_per_second_median"], "prefill": d["prompt_tokens_per_second_median"]}
+    return Case((kind, precision, "bare-ort", param), cmd, parse)
+
+
+def python_case(python, precision, threads, prompt_tokens, new_tokens, kind, param):
+    cmd = [python, str(ROOT / "benchmarks/python_ort_loop.py"), "--model", str(ONNX[precision]),
+           "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens), "--threads", str(threads)]
+
+    def parse(out):
+        d = json.loads(out)
+        return {"decode": d["decode_tokens_per_s"], "prefill": d["prompt_tokens_per_s"]}
+    return Case((kind, precision, "python-ort", param), cmd, parse)
+
+
+def transformers_case(python, threads, prompt_tokens, new_tokens, kind, param):
+    cmd = [python, str(ROOT / "benchmarks/transformers_generate.py"), "--checkpoint", str(CHECKPOINT),
+           "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens), "--threads", str(threads)]
+
+    def parse(out):
+        d = json.loads(out)
+        return {"decode": d["decode_tokens_per_s"], "prefill": d["prompt_tokens_per_s"]}
+    return Case((kind, "fp32", "transformers", param), cmd, parse)
+
+
+def llama_bench_cases(exe, precision, threads):
+    """One llama-bench run gives the single-stream decode (tg128), prefill (pp512) and the decode
+    at each context depth."""
+    gguf = str(LLAMA / "gguf" / GGUF[precision])
+    single = [str(exe), "-m", gguf, "-t", str(threads), "-p", str(PREFILL_TOKENS), "-n", str(NEW_TOKENS),
+              "-r", "1", "-o", "json"]
+
+    def parse_single(out):
+        rows = json.loads(out)
+        tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
+        pp = [r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
+        return {"decode": tg[0], "prefill": pp[0]}
+    cases = [Case(("single", precision, "llama.cpp", 4), single, parse_single)]
+    if precision == "fp32":
+        depth = [str(exe), "-m", gguf, "-t", str(threads), "-p", "0", "-n", str(CONTEXT_NEW_TOKENS),
+                 "-d", ",".join(map(str, CONTEXTS)), "-r", "1", "-o", "json"]
+
+        def parse_depth(out):
+            return {f"decode@{r['n_depth']}": r["avg_ts"] for r in json.loads(out) if r["n_gen"] > 0}
+        cases.append(Case(("context", precision, "llama.cpp", "all"), depth, parse_depth))
+    return cases
+
+
+def llama_batched_case(exe, precision, threads):
+    gguf = str(LLAMA / "gguf" / GGUF[precision])
+    cmd = [str(exe), "-m", gguf, "-t", str(threads), "-tb", str(threads), "-c", "4096", "-b", "2048",
+           "-ub", "512", "-npp", "4", "-ntg", str(NEW_TOKENS), "-npl", ",".join(map(str, BATCHES)),
+           "--output-format", "jsonl"]
+
+    def parse(out):
+        result = {}
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                d = json.loads(line)
+                result[f"decode@{d['pl']}"] = d["speed_tg"]
+        if not result:
+            raise ValueError("no jsonl rows in llama-batched-bench output")
+        return result
+    return Case(("batch", precision, "llama.cpp", "all"), cmd, parse)
+
+
+def memory_bandwidth(python: str, threads: int) -> float:
+    """GB/s read by `threads` threads summing a 1 GiB float32 array (numpy releases the GIL)."""
+    code = f"""
+import numpy as np, threading, time
+a = np.ones(1 << 28, dtype=np.float32)
+parts = np.array_split(a, {threads})
+best = 0.0
+for _ in range(5):
+    ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
+    t = time.perf_counter()
+    for x in ts: x.start()
+    for x in ts: x.join()
+    best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
+print(best)
+"""
+    return float(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--precisions", default="fp32,int8,int4")
+    ap.add_argument("--skip", default="", help="comma-separated systems to leave out")
+    ap.add_argument("--build-llama-cpp", action="store_true",
+                    help="first run benchmarks/llama_cpp.sh (llama.cpp from PyPI's llama-cpp-python sdist, "
+                         "into the git-ignored benchmarks/.llama.cpp/; ~13 min on 2 cores)")
+    args = ap.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    python = find_python()
+    skip = set(filter(None, args.skip.split(",")))
+    skipped: dict[str, str] = {}
+
+    if not (ONNX["fp32"] / "model.onnx").exists():
+        sys.exit(f"error: {ONNX['fp32']} missing; make it with: models/make_fixtures.py --preset small "
+                 "(and models/quantize.py for int8/int4), see models/README.md")
+    precisions = []
+    for p in args.precisions.split(","):
+        if (ONNX[p] / "model.onnx").exists():
+            precisions.append(p)
+        else:
+            skipped[f"onnx {p}"] = f"{ONNX[p]} missing (models/quantize.py makes it)"
+
+    subprocess.run([str(ROOT / "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
+    log("building gptrt and the bare ort loop (release)")
+    for target in (["-p", "gptrt-cli"], ["-p", "gptrt", "--example", "bare_ort_loop"]):
+        subprocess.run(["cargo", "build", "--release", "--quiet", *target], cwd=ROOT, check=True)
+    gptrt = ROOT / "target/release/gptrt"
+    bare = ROOT / "target/release/examples/bare_ort_loop"
+
+    systems = {"gptrt": True, "bare-ort": True}
+    systems["python-ort"] = has_modules(python, "onnxruntime", "numpy", "tokenizers")
+    if not systems["python-ort"]:
+        skipped["python-ort"] = f"{python} lacks onnxruntime/numpy/tokenizers"
+    systems["transformers"] = has_modules(python, "torch", "transformers") and CHECKPOINT.exists()
+    if not systems["transformers"]:
+        skipped["transformers"] = f"needs torch + transformers in {python} and {CHECKPOINT}"
+    if args.build_llama_cpp:
+        code = subprocess.run([str(ROOT / "benchmarks/llama_cpp.sh")], stdout=subprocess.DEVNULL).returncode
+        if code not in (0, 3):  # 3: skipped, with the reason on stderr
+            sys.exit(f"error: benchmarks/llama_cpp.sh failed (exit {code})")
+    bench, batched = llama_tool("llama-bench"), llama_tool("llama-batched-bench")
+    systems["llama.cpp"] = bool(bench and batched and all((LLAMA / "gguf" / GGUF[p]).exists() for p in precisions))
+    if not systems["llama.cpp"]:
+        skipped["llama.cpp"] = "not built: run benchmarks/llama_cpp.sh (or pass --build-llama-cpp)"
+    for name in skip:
+        systems[name] = False
+        skipped[name] = "--skip"
+
+    cases: list[Case] = []
+    t = args.threads
+    for p in precisions:
+        cases.append(gptrt_case(gptrt, p, t, 4, NEW_TOKENS, 1, "single", 4))
+        cases.append(bare_case(bare, p, t, 4, NEW_TOKENS, "single", 4))
+        if systems["python-ort"]:
+            cases.append(python_case(python, p, t, 4, NEW_TOKENS, "single", 4))
+        if p == "fp32" and systems["transformers"]:
+            cases.append(transformers_case(python, t, 4, NEW_TOKENS, "single", 4))
+        cases.append(gptrt_case(gptrt, p, t, PREFILL_TOKENS, 2, 1, "prefill", PREFILL_TOKENS))
+        cases.append(bare_case(bare, p, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
+        if systems["python-ort"]:
+            cases.append(python_case(python, p, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
+        if p == "fp32" and systems["transformers"]:
+            cases.append(transformers_case(python, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
+        if systems["llama.cpp"]:
+            cases.extend(llama_bench_cases(bench, p, t))
+        for b in BATCHES[1:]:
+            cases.append(gptrt_case(gptrt, p, t, 4, NEW_TOKENS, b, "batch", b))
+        if systems["llama.cpp"]:
+            cases.append(llama_batched_case(batched, p, t))
+        if p == "fp32":
+            for c in CONTEXTS:
+                cases.append(gptrt_case(gptrt, p, t, c, CONTEXT_NEW_TOKENS, 1, "context", c))
+                if systems["python-ort"]:
+                    cases.append(python_case(python, p, t, c, CONTEXT_NEW_TOKENS, "context", c))
+
+    samples: dict[str, list[dict]] = {}
+    bandwidth = []
+    failures: dict[str, str] = {}
+    log(f"{len(cases)} cases x {args.rounds} rounds, {t} threads; skipped: {skipped or 'nothing'}")
+    began = time.time()
+    for r in range(args.rounds):
+        bandwidth.append(memory_bandwidth(python, t))
+        log(f"round {r + 1}/{args.rounds}: memory read bandwidth {bandwidth[-1]:.1f} GB/s")
+        for i, case in enumerate(cases):
+            key = json.dumps(case.key)
+            proc = subprocess.run(case.cmd, capture_output=True, text=True)
+            try:
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                                       f"exit {proc.returncode}")
+                result = case.parse(proc.stdout)
+            except Exception as e:  # a failing peer is reported, not fatal
+                failures[key] = f"{' '.join(case.cmd)}: {e}"
+                log(f"  {case.key}: FAILED ({e})")
+                continue
+            samples.setdefault(key, []).append(result)
+            log(f"  [{i + 1}/{len(cases)}] {case.key}: " +
+                ", ".join(f"{k} {v:.1f}" for k, v in result.items() if isinstance(v, (int, float))))
+    log(f"done in {(time.time() - began) / 60:.1f} min")
+
+    medians = {}
+    for key, runs in samples.items():
+        fields = {f for run in runs for f in run}
+        medians[key] = {f: statistics.median(run[f] for run in runs if f in run) for f in fields}
+    result = {
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "threads": t, "python": python},
+        "rounds": args.rounds, "skipped": skipped, "failures": failures,
+        "memory_bandwidth_gb_s": bandwidth, "memory_bandwidth_gb_s_median": statistics.median(bandwidth),
+        "fp32_weight_bytes": (ONNX["fp32"] / "model.onnx").stat().st_size,
+        "samples": samples, "medians": medians,
+    }
+    (out_dir / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
+    report = render(result, precisions)
+    (out_dir / "compare.md").write_text(report)
+    print(report)
+    chart(result, precisions, out_dir / "compare.png", python)
+
+
+def get(result, kind, precision, system, param, field):
+    m = result["medians"].get(json.dumps([kind, precision, system, param]))
+    return None if m is None else m.get(field)
+
+
+def fmt(v, digits=1):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def render(result, precisions) -> str:
+    g = lambda *k: get(result, *k)  # noqa: E731
+    bw = result["memory_bandwidth_gb_s_median"]
+    ceiling = bw * 1e9 / result["fp32_weight_bytes"]
+    lines = [f"# gptrt vs peers: 124M random-init GPT-2, {result['machine']['threads']} threads, "
+             f"{result['rounds']} interleaved rounds, medians", ""]
+    lines += ["## Single stream (prompt 4 tokens, 128 new tokens; prefill: 512-token prompt)", "",
+              "| precision | system | decode tok/s | prefill tok/s | gptrt decode / this |",
+              "|---|---|---:|---:|---:|"]
+    for p in precisions:
+        ours = g("single", p, "gptrt", 4, "decode")
+        for s in ["gptrt", "bare-ort", "python-ort", "transformers", "llama.cpp"]:
+            d = g("single", p, s, 4, "decode")
+            pre = g("prefill", p, s, PREFILL_TOKENS, "prefill") if s != "llama.cpp" else g("single", p, s, 4, "prefill")
+            if d is None and pre is None:
+                continue
+            lines.append(f"| {p} | {s} | {fmt(d)} | {fmt(pre)} | {fmt(ratio(ours, d), 2)}x |")
+    lines += ["", "## Batched decode (aggregate tok/s over all sequences; prompt 4, 128 new tokens)", "",
+              "| precision | batch | gptrt | llama.cpp | gptrt / llama.cpp | gptrt vs its batch 1 |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for p in precisions:
+        one = g("single", p, "gptrt", 4, "decode")
+        for b in BATCHES:
+            ours = one if b == 1 else g("batch", p, "gptrt", b, "decode")
+            theirs = g("batch", p, "llama.cpp", "all", f"decode@{b}")
+            lines.append(f"| {p} | {b} | {fmt(ours)} | {fmt(theirs)} | {fmt(ratio(ours, theirs), 2)}x | "
+                         f"{fmt(ratio(ours, one), 2)}x |")
+    lines += ["", f"## Decode vs context length (fp32, {CONTEXT_NEW_TOKENS} new tokens after the context)", "",
+              "| context | gptrt | python-ort | llama.cpp |", "|---:|---:|---:|---:|"]
+    for c in CONTEXTS:
+        lines.append(f"| {c} | {fmt(g('context', 'fp32', 'gptrt', c, 'decode'))} | "
+                     f"{fmt(g('context', 'fp32', 'python-ort', c, 'decode'))} | "
+                     f"{fmt(g('context', 'fp32', 'llama.cpp', 'all', f'decode@{c}'))} |")
+    f32 = g("single", "fp32", "gptrt", 4, "decode")
+    targets = [
+        ("fp32 decode vs python onnxruntime loop", ratio(f32, g("single", "fp32", "python-ort", 4, "decode")), 1.05),
+        ("fp32 decode vs transformers generate", ratio(f32, g("single", "fp32", "transformers", 4, "decode")), 1.1),
+        ("fp32 decode vs memory-bandwidth ceiling", ratio(f32, ceiling), 0.90),
+        ("fp32 decode vs bare ort loop (SDK overhead <= 3%)", ratio(f32, g("single", "fp32", "bare-ort", 4, "decode")), 0.97),
+        ("int8 decode vs fp32", ratio(g("single", "int8", "gptrt", 4, "decode"), f32), 1.9),
+        ("int8 prefill vs fp32", ratio(g("prefill", "int8", "gptrt", PREFILL_TOKENS, "prefill"),
+                                       g("prefill", "fp32", "gptrt", PREFILL_TOKENS, "prefill")), 1.8),
+        ("int4 decode vs fp32", ratio(g("single", "int4", "gptrt", 4, "decode"), f32), 2.4),
+        ("fp32 batch 16 aggregate vs batch 1", ratio(g("batch", "fp32", "gptrt", 16, "decode"), f32), 5.0),
+    ]
+    for p in precisions:
+        targets.append((f"{p} batch 16 aggregate vs llama.cpp 16 sequences",
+                        ratio(g("batch", p, "gptrt", 16, "decode"), g("batch", p, "llama.cpp", "all", "decode@16")), 1.5))
+    for p in precisions:
+        targets.append((f"{p} single-stream decode vs llama.cpp (report only)",
+                        ratio(g("single", p, "gptrt", 4, "decode"), g("single", p, "llama.cpp", 4, "decode")), None))
+    lines += ["", "## Targets (issue 7)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for name, value, goal in targets:
+        met = "–" if value is None or goal is None else ("yes" if value >= goal else "**no**")
+        lines.append(f"| {name} | {fmt(value, 2)}x | {'report' if goal is None else f'>= {goal}x'} | {met} |")
+    rss = g("single", "fp32", "gptrt", 4, "peak_rss_mb")
+    load = g("single", "fp32", "gptrt", 4, "load_s")
+    ttft = g("single", "fp32", "gptrt", 4, "ttft_ms")
+    lines += ["", f"Memory read bandwidth {bw:.1f} GB/s (median of the rounds) / {result['fp32_weight_bytes'] / 1e6:.0f} MB "
+              f"of fp32 weights = ceiling {ceiling:.1f} tok/s single-stream fp32 decode.",
+              f"gptrt fp32: peak RSS {fmt(rss, 0)} MB (goal <= 1100), load {fmt(load, 2)} s (goal <= 2), "
+              f"time to first token {fmt(ttft, 1)} ms (prompt 4).", ""]
+    if result["skipped"]:
+        lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()), ""]
+    if result["failures"]:
+        lines += ["Failed: " + "; ".join(result["failures"].values()), ""]
+    return "\n".join(lines)
+
+
+def chart(result, precisions, png: Path, python: str) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        # the orchestrating interpreter may lack matplotlib; the models' venv has it
+        if python != sys.executable and has_modules(python, "matplotlib"):
+            code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import json, compare; "
+                    f"compare.chart(json.load(open({str(png.with_suffix('.json'))!r})), {precisions!r}, "
+                    f"__import__('pathlib').Path({str(png)!r}), sys.executable)")
+            subprocess.run([python, "-c", code], check=True)
+        else:
+            log("no matplotlib: chart skipped")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = lambda *k: get(result, *k)  # noqa: E731
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+    colours = {"fp32": "tab:blue", "int8": "tab:orange", "int4": "tab:green"}
+    for p in precisions:
+        ours = [g("single", p, "gptrt", 4, "decode") if b == 1 else g("batch", p, "gptrt", b, "decode") for b in BATCHES]
+        left.plot(BATCHES, ours, "o-", color=colours[p], label=f"gptrt {p}")
+        theirs = [g("batch", p, "llama.cpp", "all", f"decode@{b}") for b in BATCHES]
+        if any(v is not None for v in theirs):
+            left.plot(BATCHES, theirs, "s--", color=colours[p], alpha=0.7, label=f"llama.cpp {p}")
+    left.set_xscale("log", base=2)
+    left.set_xticks(BATCHES, [str(b) for b in BATCHES])
+    left.set_xlabel("sequences decoded together (batch)")
+    left.set_ylabel("aggregate decode tokens/s")
+    left.set_title("decode throughput vs batch size")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    for system, style in [("gptrt", "o-"), ("python-ort", "^-"), ("llama.cpp", "s--")]:
+        if system == "llama.cpp":
+            ys = [g("context", "fp32", system, "all", f"decode@{c}") for c in CONTEXTS]
+        else:
+            ys = [g("context", "fp32", system, c, "decode") for c in CONTEXTS]
+        if any(v is not None for v in ys):
+            right.plot(CONTEXTS, ys, style, label=f"{system} fp32")
+    right.set_xlabel("context length before decoding (tokens)")
+    right.set_ylabel("decode tokens/s (batch 1)")
+    right.set_title(f"decode vs context length ({CONTEXT_NEW_TOKENS} new tokens)")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(f"124M random-init GPT-2, {result['machine']['threads']} threads, medians of "
+                 f"{result['rounds']} interleaved rounds")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
