@@ -460,3 +460,62 @@ fn perplexity_of_a_text_file() {
     assert!((got - want).abs() < 0.01 * want, "{got} vs {want}");
     assert_eq!(json["tokens"], expected["tokens"]);
 }
+
+#[test]
+fn bench_json_reports_speed_latency_memory_and_load() {
+    let model = model_arg("single");
+    let out = gptrt(&[
+        "bench",
+        "--model",
+        &model,
+        "--prompt-tokens",
+        "9",
+        "--new-tokens",
+        "5",
+        "--batch",
+        "3",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["prompt_tokens"], 9, "{json}");
+    assert_eq!(json["new_tokens"], 5, "{json}");
+    assert_eq!(json["batch"], 3, "{json}");
+    assert_eq!(json["layout"], "single", "{json}");
+    let positive = |field: &str| {
+        let value = json[field].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            value > 0.0 && value.is_finite(),
+            "{field} = {value} in {json}"
+        );
+        value
+    };
+    positive("load_seconds");
+    positive("time_to_first_token_ms_median");
+    positive("prompt_tokens_per_second_median");
+    positive("decode_tokens_per_second_median");
+    // The weights alone are megabytes: a peak RSS below that is not the process's.
+    assert!(positive("peak_rss_bytes") > 10e6, "{json}");
+    assert!(
+        json["time_to_first_token_ms_best"].as_f64()
+            <= json["time_to_first_token_ms_median"].as_f64(),
+        "{json}"
+    );
+}
+
+#[test]
+fn bench_refuses_a_prompt_longer_than_the_context() {
+    let model = model_arg("single");
+    let out = gptrt(&[
+        "bench",
+        "--model",
+        &model,
+        "--prompt-tokens",
+        "100000",
+        "--new-tokens",
+        "4",
+    ]);
+    assert_fails(&out, &["context window", "100000"]);
+}
