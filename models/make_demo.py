@@ -3,7 +3,7 @@
 
     nice -n 19 /root/venv-models/bin/python models/make_demo.py     # ~15 min on 2 cores
 
-Needs train_demo.py's output (models/work/demo-train/: checkpoint/, log.csv, summary.json) and
+Needs train_demo.py's output (models/work/demo-train2/, the continued run: checkpoint/, log.csv, summary.json) and
 demo_corpus.py's validation blocks. Steps:
   1. make_fixtures.export_checkpoint: single/, split/, merged/, nopast/ fp32 in
      models/work/demo-export/ (+ LAYOUTS.md, reference.json, verified against transformers);
@@ -97,7 +97,7 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train"))
+    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train2"))
     ap.add_argument("--export", default=str(WORK_DIR / "demo-export"))
     ap.add_argument("--export-int8", default=str(WORK_DIR / "demo-export-int8"))
     ap.add_argument("--variant", default="int8/single", help="PRECISION/LAYOUT to put in models/demo/")

@@ -25,9 +25,9 @@ fn the_demo_model_predicts_held_out_text() {
         heldout.tokens
     );
     let perplexity = model.perplexity(&text).unwrap();
-    // Measured 93.2 here (transformers + onnxruntime in Python: 93.215); a random-init model of the
-    // same shape scores about 50,000.
-    assert!(perplexity < 95.0, "held-out perplexity {perplexity}");
+    // Measured 72.09 here (onnxruntime in Python: 72.1; the fp32 graph 72.34); the first training
+    // run alone gave 93.2, and a random-init model of the same shape scores about 50,000.
+    assert!(perplexity < 74.0, "held-out perplexity {perplexity}");
     assert!(
         (perplexity - heldout.perplexity).abs() < 0.01 * heldout.perplexity,
         "{perplexity} vs {}",
