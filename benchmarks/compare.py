@@ -3,9 +3,9 @@
 
     python3 benchmarks/compare.py [--rounds 3] [--threads 2] [--out benchmarks/results]
 
-Every measurement is one process started afresh. Each round runs every case once, in the same
-order (A B C ... A B C ...), so slow drifts of the machine (other load, heat) hit every system
-alike; the tables report each case's median over the rounds.
+Every measurement is one process started afresh. Each round runs every case once, interleaved:
+A B C ... then ... C B A (ABBA), so slow drifts of the machine (other load, heat) and the position
+of a case within a round favour no system; the tables report each case's median over the rounds.
 
 Systems, each skipped with a reason when it is not installed:
   gptrt         target/release/gptrt bench (built here)
@@ -18,7 +18,7 @@ Systems, each skipped with a reason when it is not installed:
 Precisions: fp32 (models/make_fixtures.py --preset small), int8 and int4 (models/quantize.py).
 Cases: single stream (prompt 4, 128 new tokens), prefill (prompt 512), batch 1/4/16 (aggregate
 decode tokens/s), context length (decode 64 tokens after 16/256/768 tokens). The machine's memory
-read bandwidth is measured in every round too: decode of a 124M fp32 model reads every weight
+read bandwidth (examples/memory_bandwidth.rs) is measured in every round too: decode of a 124M fp32 model reads every weight
 once per token, so bandwidth / weight bytes is the ceiling on single-stream fp32 decode.
 
 Outputs in --out: compare.json (every sample), compare.md (the tables and the targets of issue 7),
@@ -164,22 +164,10 @@ def llama_batched_case(exe, precision, threads):
     return Case(("batch", precision, "llama.cpp", "all"), cmd, parse)
 
 
-def memory_bandwidth(python: str, threads: int) -> float:
-    """GB/s read by `threads` threads summing a 1 GiB float32 array (numpy releases the GIL)."""
-    code = f"""
-import numpy as np, threading, time
-a = np.ones(1 << 28, dtype=np.float32)
-parts = np.array_split(a, {threads})
-best = 0.0
-for _ in range(5):
-    ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
-    t = time.perf_counter()
-    for x in ts: x.start()
-    for x in ts: x.join()
-    best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
-print(best)
-"""
-    return float(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+def memory_bandwidth(exe: Path, threads: int) -> float:
+    """GB/s read by `threads` threads summing a 1 GiB buffer (examples/memory_bandwidth.rs)."""
+    out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out)["gb_per_second"])
 
 
 def main() -> None:
@@ -189,6 +177,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--precisions", default="fp32,int8,int4")
     ap.add_argument("--skip", default="", help="comma-separated systems to leave out")
+    ap.add_argument("--render-only", action="store_true",
+                    help="redraw compare.md and compare.png from --out/compare.json, measure nothing")
     ap.add_argument("--build-llama-cpp", action="store_true",
                     help="first run benchmarks/llama_cpp.sh (llama.cpp from PyPI's llama-cpp-python sdist, "
                          "into the git-ignored benchmarks/.llama.cpp/; ~13 min on 2 cores)")
@@ -196,6 +186,14 @@ def main() -> None:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     python = find_python()
+    if args.render_only:
+        result = json.loads((out_dir / "compare.json").read_text())
+        shown = [p for p in args.precisions.split(",") if any(json.loads(k)[1] == p for k in result["medians"])]
+        report = render(result, shown)
+        (out_dir / "compare.md").write_text(report)
+        print(report)
+        chart(result, shown, out_dir / "compare.png", python)
+        return
     skip = set(filter(None, args.skip.split(",")))
     skipped: dict[str, str] = {}
 
@@ -211,10 +209,11 @@ def main() -> None:
 
     subprocess.run([str(ROOT / "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
     log("building gptrt and the bare ort loop (release)")
-    for target in (["-p", "gptrt-cli"], ["-p", "gptrt", "--example", "bare_ort_loop"]):
+    for target in (["-p", "gptrt-cli"], ["-p", "gptrt", "--example", "bare_ort_loop", "--example", "memory_bandwidth"]):
         subprocess.run(["cargo", "build", "--release", "--quiet", *target], cwd=ROOT, check=True)
     gptrt = ROOT / "target/release/gptrt"
     bare = ROOT / "target/release/examples/bare_ort_loop"
+    membw = ROOT / "target/release/examples/memory_bandwidth"
 
     systems = {"gptrt": True, "bare-ort": True}
     systems["python-ort"] = has_modules(python, "onnxruntime", "numpy", "tokenizers")
@@ -268,9 +267,10 @@ def main() -> None:
     log(f"{len(cases)} cases x {args.rounds} rounds, {t} threads; skipped: {skipped or 'nothing'}")
     began = time.time()
     for r in range(args.rounds):
-        bandwidth.append(memory_bandwidth(python, t))
-        log(f"round {r + 1}/{args.rounds}: memory read bandwidth {bandwidth[-1]:.1f} GB/s")
-        for i, case in enumerate(cases):
+        log(f"round {r + 1}/{args.rounds}")
+        # ABBA: odd rounds run the cases backwards, so a drift within a round, or the case that
+        # always follows another, favours no system.
+        for i, case in enumerate(cases if r % 2 == 0 else cases[::-1]):
             key = json.dumps(case.key)
             proc = subprocess.run(case.cmd, capture_output=True, text=True)
             try:
@@ -285,12 +285,15 @@ def main() -> None:
             samples.setdefault(key, []).append(result)
             log(f"  [{i + 1}/{len(cases)}] {case.key}: " +
                 ", ".join(f"{k} {v:.1f}" for k, v in result.items() if isinstance(v, (int, float))))
+        bandwidth.append(memory_bandwidth(membw, t))
+        log(f"  memory read bandwidth {bandwidth[-1]:.1f} GB/s")
     log(f"done in {(time.time() - began) / 60:.1f} min")
 
     medians = {}
     for key, runs in samples.items():
         fields = {f for run in runs for f in run}
-        medians[key] = {f: statistics.median(run[f] for run in runs if f in run) for f in fields}
+        medians[key] = {f: statistics.median(v) for f in fields
+                         if (v := [run[f] for run in runs if run.get(f) is not None])}
     result = {
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "threads": t, "python": python},
@@ -311,6 +314,13 @@ def get(result, kind, precision, system, param, field):
     return None if m is None else m.get(field)
 
 
+def spread(result, kind, precision, system, param, field):
+    """min-max of a case's samples: how much the machine moved between rounds."""
+    runs = result["samples"].get(json.dumps([kind, precision, system, param]), [])
+    values = [r[field] for r in runs if r.get(field) is not None]
+    return f"{min(values):.0f}-{max(values):.0f}" if values else "–"
+
+
 def fmt(v, digits=1):
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -326,8 +336,8 @@ def render(result, precisions) -> str:
     lines = [f"# gptrt vs peers: 124M random-init GPT-2, {result['machine']['threads']} threads, "
              f"{result['rounds']} interleaved rounds, medians", ""]
     lines += ["## Single stream (prompt 4 tokens, 128 new tokens; prefill: 512-token prompt)", "",
-              "| precision | system | decode tok/s | prefill tok/s | gptrt decode / this |",
-              "|---|---|---:|---:|---:|"]
+              "| precision | system | decode tok/s | (min-max) | prefill tok/s | gptrt decode / this |",
+              "|---|---|---:|---:|---:|---:|"]
     for p in precisions:
         ours = g("single", p, "gptrt", 4, "decode")
         for s in ["gptrt", "bare-ort", "python-ort", "transformers", "llama.cpp"]:
@@ -335,7 +345,8 @@ def render(result, precisions) -> str:
             pre = g("prefill", p, s, PREFILL_TOKENS, "prefill") if s != "llama.cpp" else g("single", p, s, 4, "prefill")
             if d is None and pre is None:
                 continue
-            lines.append(f"| {p} | {s} | {fmt(d)} | {fmt(pre)} | {fmt(ratio(ours, d), 2)}x |")
+            lines.append(f"| {p} | {s} | {fmt(d)} | {spread(result, 'single', p, s, 4, 'decode')} | {fmt(pre)} | "
+                         f"{fmt(ratio(ours, d), 2)}x |")
     lines += ["", "## Batched decode (aggregate tok/s over all sequences; prompt 4, 128 new tokens)", "",
               "| precision | batch | gptrt | llama.cpp | gptrt / llama.cpp | gptrt vs its batch 1 |",
               "|---|---:|---:|---:|---:|---:|"]
