@@ -193,7 +193,9 @@ def main() -> None:
             sys.exit(f"error: --init-from {prev_dir}: arch/block/batch differ from this run's")
         model = GPT2LMHeadModel.from_pretrained(prev_dir / "checkpoint")
         model.generation_config = make_model(args.seed).generation_config
-        step_offset, tokens_offset = prev["steps"], prev["tokens_seen"]
+        # a continued run counts on from where its own predecessors ended
+        step_offset = prev["steps"] + prev.get("step_offset", 0)
+        tokens_offset = prev.get("tokens_seen_total", prev["tokens_seen"])
         log(f"continuing {prev_dir} after step {step_offset} ({tokens_offset:,} tokens)")
     else:
         model = make_model(args.seed)
