@@ -97,7 +97,7 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train2"))
+    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train3"))
     ap.add_argument("--export", default=str(WORK_DIR / "demo-export"))
     ap.add_argument("--export-int8", default=str(WORK_DIR / "demo-export-int8"))
     ap.add_argument("--variant", default="int8/single", help="PRECISION/LAYOUT to put in models/demo/")
