@@ -70,7 +70,7 @@ def nll(model, blocks) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(WORK_DIR / "demo-train2" / "checkpoint"))
+    ap.add_argument("--checkpoint", default=str(WORK_DIR / "demo-train-gpu" / "e20-drop0.1" / "checkpoint"))
     ap.add_argument("--corpus", default=str(WORK_DIR / "demo-corpus"))
     ap.add_argument("--topic", default="science")
     ap.add_argument("--out", default=None)

@@ -3,7 +3,8 @@
 
     nice -n 19 /root/venv-models/bin/python models/make_demo.py     # ~15 min on 2 cores
 
-Needs train_demo.py's output (models/work/demo-train2/, the continued run: checkpoint/, log.csv, summary.json) and
+Needs train_demo.py's output (--train-dir, default models/work/demo-train-gpu/e20-drop0.1, the GPU run:
+checkpoint/, log.csv, summary.json) and
 demo_corpus.py's validation blocks. Steps:
   1. make_fixtures.export_checkpoint: single/, split/, merged/, nopast/ fp32 in
      models/work/demo-export/ (+ LAYOUTS.md, reference.json, verified against transformers);
@@ -84,7 +85,7 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
             ax.text(run["step_offset"], ax.get_ylim()[0], " continued", va="bottom", ha="left", fontsize=8,
                     color="green")
         run = run.get("previous_run")
-    ax.set_xlabel("optimizer step (2,048 tokens each)")
+    ax.set_xlabel(f"optimizer step ({summary['batch_blocks'] * summary['block']:,} tokens each)")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title(f"demo GPT-2 ({summary['parameters'] / 1e6:.1f} M params): final val ppl "
                  f"{summary['val_ppl']:.1f} (random init {summary['val_ppl_random_init']:.0f})")
@@ -97,7 +98,7 @@ def plot_loss(log_csv: Path, png: Path, summary: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train3"))
+    ap.add_argument("--train-dir", default=str(WORK_DIR / "demo-train-gpu" / "e20-drop0.1"))
     ap.add_argument("--export", default=str(WORK_DIR / "demo-export"))
     ap.add_argument("--export-int8", default=str(WORK_DIR / "demo-export-int8"))
     ap.add_argument("--variant", default="int8/single", help="PRECISION/LAYOUT to put in models/demo/")

@@ -312,6 +312,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        train_loss = loss.item()  # waits for the GPU: the step time below is the real one, not the launch time
         step_times.append(time.time() - ts)
         tokens += x.numel()
         step += 1
@@ -338,11 +339,11 @@ def main() -> None:
             if args.keep_best and (best is None or v < best[0]):
                 best = (v, step, {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()})
         el = time.time() - t_start
-        w.writerow([step + step_offset, tokens + tokens_offset, f"{lr:.6g}", f"{loss.item():.5f}", "", val_loss, f"{el:.1f}"])
+        w.writerow([step + step_offset, tokens + tokens_offset, f"{lr:.6g}", f"{train_loss:.5f}", "", val_loss, f"{el:.1f}"])
         f.flush()
         if step % 10 == 0 or val_loss:
             rate = tokens / (time.time() - t_loop)
-            log(f"step {step}/{total} (+{step_offset}) loss {loss.item():.4f} lr {lr:.2e} {rate:.0f} tok/s"
+            log(f"step {step}/{total} (+{step_offset}) loss {train_loss:.4f} lr {lr:.2e} {rate:.0f} tok/s"
                 + (f" val_subset {val_loss}" if val_loss else ""))
         if step % args.save_every == 0:
             model.save_pretrained(out / "latest")
