@@ -168,6 +168,12 @@ enum gptrt_stop_reason_t
 typedef int32_t gptrt_stop_reason_t;
 #endif // __cplusplus
 
+// A shared stepping engine over one model: the sessions made from it
+// (`gptrt_session_new_batched`) generate together, one forward pass per step for all of them.
+// Opaque; made by `gptrt_batcher_new`, released by `gptrt_batcher_free` (its sessions keep it
+// alive until they are freed too).
+typedef struct gptrt_batcher_t gptrt_batcher_t;
+
 // Generation settings: the fields, names, meanings and defaults of Hugging Face's
 // `generation_config.json`. Opaque; made by `gptrt_generation_options_new` (Hugging Face's
 // defaults), `gptrt_generation_options_from_model` (the model folder's `generation_config.json`)
@@ -353,6 +359,43 @@ const char *gptrt_status_name(int32_t status);
 //
 // [thread-safe] Never fails.
 const char *gptrt_stop_reason_name(int32_t reason);
+
+// Make a batcher over `model`. On success `*out_batcher` receives a new handle to release with
+// `gptrt_batcher_free`. It starts one worker thread, idle until a batched session starts a
+// generation; make batchers while loading, not in a frame.
+//
+// Batched sessions run greedy or sampled generations with any processor and stop string; beam
+// search, plugin samplers, `max_time` and `logprobs` are `GPTRT_ERROR_INVALID_OPTION` at
+// `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those it
+// would get alone (the rows are padded and masked, never mixed), up to float rounding.
+//
+// [thread-safe]
+//
+// # Safety
+// `out_batcher` is NULL or valid for a write.
+gptrt_status_t gptrt_batcher_new(const gptrt_model_t *model,
+                                 gptrt_batcher_t **out_batcher);
+
+// Release a batcher handle. Its sessions keep it running until they are freed; then its worker
+// stops. NULL, or a handle freed already, is ignored.
+//
+// [thread-safe] Do not use the handle after this call.
+void gptrt_batcher_free(gptrt_batcher_t *batcher);
+
+// What the batcher has done so far, as a JSON object copied into `buffer` (NUL-terminated):
+// `forward_passes` (steps of the batch, a joining prompt's own pass included), `tokens`
+// (generated, all sessions), `generations` (started), `max_rows` (the most rows one pass
+// advanced) and `mean_rows_per_pass`. `*out_size` receives the size needed (the NUL included),
+// also when the status is `GPTRT_ERROR_BUFFER_TOO_SMALL`.
+//
+// [thread-safe; never waits for a forward pass]
+//
+// # Safety
+// `buffer` is NULL or valid for `capacity` bytes; `out_size` is NULL or valid for a write.
+gptrt_status_t gptrt_batcher_stats_json(const gptrt_batcher_t *batcher,
+                                        char *buffer,
+                                        size_t capacity,
+                                        size_t *out_size);
 
 // Load a model from an export folder (or one `.onnx` file inside it), UTF-8 path.
 //
@@ -986,6 +1029,20 @@ gptrt_status_t gptrt_execution_provider_available(const char *name,
 // `out_session` is NULL or valid for a write.
 gptrt_status_t gptrt_session_new(const gptrt_model_t *model,
                                  gptrt_session_t **out_session);
+
+// Make a session whose generations run in `batcher`'s batch: started with
+// `gptrt_session_start`, they step together with every other running generation of the batcher's
+// sessions, one forward pass for all (see `gptrt_batcher_new` for what they cannot do). Polling,
+// cancelling, waiting and reading results work as for `gptrt_session_new`;
+// `gptrt_session_generate` on such a session runs alone on the calling thread. The session keeps
+// the batcher and its model alive; it starts no thread.
+//
+// [thread-safe]
+//
+// # Safety
+// `out_session` is NULL or valid for a write.
+gptrt_status_t gptrt_session_new_batched(const gptrt_batcher_t *batcher,
+                                         gptrt_session_t **out_session);
 
 // Release a session handle. A running generation is cancelled and this call waits for the
 // session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle freed already, is ignored (set

@@ -5,7 +5,11 @@
  * how long it spent inside gptrt calls. At the end it prints the worst and mean of that time per
  * frame and what each NPC said.
  *
- *   game_loop [MODEL_DIR] [LINES_PER_NPC] [MAX_NEW_TOKENS]
+ *   game_loop [MODEL_DIR] [LINES_PER_NPC] [MAX_NEW_TOKENS] [batched]
+ *
+ * With `batched`, the NPCs' sessions share one gptrt_batcher_t: every NPC that is talking advances
+ * in the same forward pass (one worker thread instead of eight taking turns), and the batcher's
+ * statistics are printed at the end. Nothing else in the loop changes.
  *
  * MODEL_DIR defaults to $GPTRT_MODEL, else the tiny test model (run from the repository root).
  * Build lines: README.md, "C and C++".
@@ -87,6 +91,7 @@ int main(int argc, char **argv) {
     const char *model_dir = argc > 1 ? argv[1] : getenv("GPTRT_MODEL");
     int lines_per_npc = argc > 2 ? atoi(argv[2]) : 3;
     size_t max_new_tokens = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 24;
+    int batched = argc > 4 && strcmp(argv[4], "batched") == 0;
     if (model_dir == NULL || model_dir[0] == '\0') {
         model_dir = "models/fixtures/tiny-random-gpt2/single";
     }
@@ -100,6 +105,7 @@ int main(int argc, char **argv) {
     gptrt_runtime_t *runtime = NULL;
     gptrt_model_t *model = NULL;
     gptrt_generation_options_t *options = NULL;
+    gptrt_batcher_t *batcher = NULL;
     check(gptrt_runtime_new(&runtime_options, &runtime), "gptrt_runtime_new");
     check(gptrt_model_load(runtime, model_dir, &model), "gptrt_model_load");
     check(gptrt_generation_options_from_model(model, &options), "gptrt_generation_options_from_model");
@@ -112,9 +118,17 @@ int main(int argc, char **argv) {
     /* A long conversation keeps its most recent part when it outgrows the context window. */
     check(gptrt_generation_options_set_truncate_prompt(options, true), "truncate_prompt");
 
-    /* One session per NPC, all over the same model; each owns an idle worker thread. */
+    /* One session per NPC, all over the same model: each with an idle worker thread of its own,
+     * or all stepping together in one batcher. */
+    if (batched) {
+        check(gptrt_batcher_new(model, &batcher), "gptrt_batcher_new");
+    }
     for (int i = 0; i < NPC_COUNT; i++) {
-        check(gptrt_session_new(model, &npcs[i].session), "gptrt_session_new");
+        if (batched) {
+            check(gptrt_session_new_batched(batcher, &npcs[i].session), "gptrt_session_new_batched");
+        } else {
+            check(gptrt_session_new(model, &npcs[i].session), "gptrt_session_new");
+        }
     }
 
     /* Loading is done: from here on every gptrt call is inside the frame loop and timed. */
@@ -222,10 +236,17 @@ int main(int argc, char **argv) {
            seconds, tokens, seconds > 0 ? (double)tokens / seconds : 0.0);
     printf("time inside gptrt calls per frame: worst %.3f ms, p99 %.3f ms, mean %.3f ms (frame budget 16.667 ms)\n",
            (double)worst / 1e6, (double)p99 / 1e6, frames > 0 ? (double)total / frames / 1e6 : 0.0);
+    if (batcher != NULL) {
+        char stats[256];
+        size_t size = 0;
+        check(gptrt_batcher_stats_json(batcher, stats, sizeof stats, &size), "gptrt_batcher_stats_json");
+        printf("batcher: %s\n", stats);
+    }
 
     for (int i = 0; i < NPC_COUNT; i++) {
         gptrt_session_free(npcs[i].session);
     }
+    gptrt_batcher_free(batcher);
     free(frame_times);
     gptrt_generation_options_free(options);
     gptrt_model_free(model);

@@ -3,8 +3,9 @@
  *
  *   capi_test MODEL_DIR MAX_NEW_TOKENS PROMPT...
  *
- * For each prompt prints `generate[i]: IDS` (callback API), `poll[i]: IDS` (poll API) and, from 8
- * threads sharing the model, `thread[t]: IDS` for prompt t % count; sdk/gptrt-capi/tests/c_api.rs
+ * For each prompt prints `generate[i]: IDS` (callback API), `poll[i]: IDS` (poll API),
+ * `batched[i]: IDS` (poll API, every session in one gptrt_batcher_t) and, from 8 threads sharing
+ * the model, `thread[t]: IDS` for prompt t % count; sdk/gptrt-capi/tests/c_api.rs
  * compares them with the reference. Ends with `N passed, M failed` and exits 1 on any failure.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -128,9 +129,11 @@ static void test_generate(gptrt_model_t *model, size_t max_new, int count, char 
     gptrt_generation_options_free(options);
 }
 
-/* ---- the poll API: every prompt at once, each on its own session ---- */
+/* ---- the poll API: every prompt at once, each on its own session, or (batcher not NULL) all of
+ * them stepping together in one batch ---- */
 
-static void test_poll(gptrt_model_t *model, size_t max_new, int count, char **prompts) {
+static void test_poll(gptrt_model_t *model, gptrt_batcher_t *batcher, const char *label, size_t max_new, int count,
+                      char **prompts) {
     gptrt_generation_options_t *options = greedy_options(max_new);
     gptrt_session_t **sessions = calloc((size_t)count, sizeof *sessions);
     char(*texts)[MAX_TEXT] = calloc((size_t)count, sizeof *texts);
@@ -142,8 +145,21 @@ static void test_poll(gptrt_model_t *model, size_t max_new, int count, char **pr
         exit(2);
     }
     for (int p = 0; p < count; p++) {
-        OK(gptrt_session_new(model, &sessions[p]));
+        if (batcher != NULL) {
+            OK(gptrt_session_new_batched(batcher, &sessions[p]));
+        } else {
+            OK(gptrt_session_new(model, &sessions[p]));
+        }
         OK(gptrt_session_start(sessions[p], prompts[p], options));
+        /* Batched: the first generation runs alone until its first token, so the others join a
+         * running batch (continuous batching) rather than all starting together. */
+        for (int spin = 0; batcher != NULL && p == 0 && counts[0] == 0 && spin < 10000; spin++) {
+            gptrt_session_state_t id_state = GPTRT_SESSION_IDLE;
+            size_t got = 0;
+            OK(gptrt_session_poll_tokens(sessions[0], ids[0], MAX_IDS, &got, &id_state));
+            counts[0] += got;
+            sleep_ms(1);
+        }
     }
     /* Options are copied at start: freeing them now changes nothing. */
     gptrt_generation_options_free(options);
@@ -179,7 +195,7 @@ static void test_poll(gptrt_model_t *model, size_t max_new, int count, char **pr
     }
     CHECK(remaining == 0, "poll: %d generations did not finish", remaining);
     for (int p = 0; p < count; p++) {
-        print_ids("poll", (size_t)p, ids[p], counts[p]);
+        print_ids(label, (size_t)p, ids[p], counts[p]);
         uint32_t final_ids[MAX_IDS];
         size_t n = 0;
         OK(gptrt_session_token_ids(sessions[p], final_ids, MAX_IDS, &n));
@@ -210,6 +226,58 @@ typedef struct {
     size_t count;
     gptrt_status_t status;
 } worker_t;
+
+/* ---- batched sessions: the poll test again through one batcher, its statistics, its limits ---- */
+
+static unsigned long json_number(const char *json, const char *key) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(json, pattern);
+    return at == NULL ? 0 : strtoul(at + strlen(pattern), NULL, 10);
+}
+
+static void test_batched(gptrt_model_t *model, size_t max_new, int count, char **prompts) {
+    gptrt_batcher_t *batcher = NULL;
+    EXPECT(gptrt_batcher_new(NULL, &batcher), GPTRT_ERROR_NULL_POINTER);
+    EXPECT(gptrt_batcher_new(model, NULL), GPTRT_ERROR_NULL_POINTER);
+    OK(gptrt_batcher_new(model, &batcher));
+    test_poll(model, batcher, "batched", max_new, count, prompts);
+
+    char stats[512];
+    size_t size = 0;
+    OK(gptrt_batcher_stats_json(batcher, stats, sizeof stats, &size));
+    unsigned long passes = json_number(stats, "forward_passes");
+    unsigned long tokens = json_number(stats, "tokens");
+    unsigned long rows = json_number(stats, "max_rows");
+    printf("batcher stats: %s\n", stats);
+    CHECK(json_number(stats, "generations") == (unsigned long)count, "batched: %s", stats);
+    /* Stepping together: fewer forward passes than tokens, several rows in one pass. */
+    CHECK(count < 2 || (passes < tokens && rows >= 2), "batched sessions did not share passes: %s", stats);
+    EXPECT(gptrt_batcher_stats_json(batcher, stats, 4, &size), GPTRT_ERROR_BUFFER_TOO_SMALL);
+
+    /* What a batched generation cannot do is refused when it starts, naming the option. */
+    gptrt_session_t *session = NULL;
+    OK(gptrt_session_new_batched(batcher, &session));
+    gptrt_generation_options_t *options = greedy_options(max_new);
+    OK(gptrt_generation_options_set_num_beams(options, 2));
+    EXPECT(gptrt_session_start(session, "Hello", options), GPTRT_ERROR_INVALID_OPTION);
+    CHECK(strstr(gptrt_last_error_message(), "beam search") != NULL, "message: %s", gptrt_last_error_message());
+    OK(gptrt_generation_options_set_num_beams(options, 1));
+
+    /* The session keeps its batcher alive; a cancelled generation stops as cancelled. */
+    gptrt_batcher_free(batcher);
+    OK(gptrt_generation_options_set_max_new_tokens(options, 100));
+    OK(gptrt_session_start(session, "Hello", options));
+    OK(gptrt_session_cancel(session));
+    OK(gptrt_session_wait(session));
+    gptrt_stop_reason_t reason = GPTRT_STOP_OTHER;
+    OK(gptrt_session_stop_reason(session, &reason));
+    CHECK(reason == GPTRT_STOP_CANCELLED || reason == GPTRT_STOP_MAX_NEW_TOKENS || reason == GPTRT_STOP_CONTEXT_FULL,
+          "batched cancel: stop reason %s", gptrt_stop_reason_name(reason));
+    OK(gptrt_session_start(session, "Hello", options));
+    gptrt_session_free(session); /* freed while running: the batch drops the row */
+    gptrt_generation_options_free(options);
+}
 
 static void *thread_main(void *arg) {
     worker_t *w = (worker_t *)arg;
@@ -667,7 +735,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_generate(model, max_new, count, prompts);
-    test_poll(model, max_new, count, prompts);
+    test_poll(model, NULL, "poll", max_new, count, prompts);
+    test_batched(model, max_new, count, prompts);
     test_threads(model, max_new, count, prompts);
     test_errors(runtime, model, model_dir);
 

@@ -22,6 +22,7 @@ pub(crate) enum Object {
     Session(Arc<crate::session::Session>),
     Tokenizer(Arc<crate::tokenizer::TokenizerObject>),
     PluginHost(Arc<crate::plugin::PluginHostObject>),
+    Batcher(Arc<crate::batcher::Batcher>),
 }
 
 impl Object {
@@ -33,6 +34,7 @@ impl Object {
             Object::Session(_) => "gptrt_session_t",
             Object::Tokenizer(_) => "gptrt_tokenizer_t",
             Object::PluginHost(_) => "gptrt_plugin_host_t",
+            Object::Batcher(_) => "gptrt_batcher_t",
         }
     }
 }
@@ -101,6 +103,13 @@ handle!(
     PluginHost,
     crate::plugin::PluginHostObject,
     "gptrt_plugin_host_t"
+);
+
+handle!(
+    crate::batcher::gptrt_batcher_t,
+    Batcher,
+    crate::batcher::Batcher,
+    "gptrt_batcher_t"
 );
 
 static TABLE: LazyLock<RwLock<HashMap<u64, Object>>> =

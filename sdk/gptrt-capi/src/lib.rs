@@ -26,6 +26,7 @@
 use std::ffi::c_char;
 
 // The order of these modules is the order of the header's sections.
+pub mod batcher;
 pub mod error;
 mod ffi;
 pub mod handles;
@@ -36,6 +37,7 @@ pub mod runtime;
 pub mod session;
 pub mod tokenizer;
 
+pub use batcher::gptrt_batcher_t;
 pub use error::gptrt_status_t;
 use error::STATUSES;
 pub use model::gptrt_model_t;

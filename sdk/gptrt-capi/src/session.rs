@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use gptrt::{CancelToken, Generation, GenerationConfig, Generator, Model, StopReason, TokenEvent};
 
+use crate::batcher::{check_batchable, gptrt_batcher_t, Batcher};
 use crate::error::{
     boundary, gptrt_status_t, panic_message, Failure, GPTRT_ERROR_BUSY, GPTRT_ERROR_INTERNAL,
     GPTRT_ERROR_INVALID_OPTION, GPTRT_ERROR_INVALID_STATE, GPTRT_ERROR_PANIC,
@@ -135,15 +136,16 @@ struct Stream {
     shutdown: bool,
 }
 
-/// A generation handed to the session's worker.
-struct Job {
-    prompt: String,
-    config: GenerationConfig,
-    samplers: Vec<SamplerSpec>,
-    cancel: CancelToken,
+/// A generation handed to the session's worker (or its batcher's).
+pub(crate) struct Job {
+    pub(crate) prompt: String,
+    pub(crate) config: GenerationConfig,
+    pub(crate) samplers: Vec<SamplerSpec>,
+    pub(crate) cancel: CancelToken,
 }
 
-struct Shared {
+/// The state a session shares with the thread that runs its generations.
+pub(crate) struct Shared {
     stream: Mutex<Stream>,
     /// `gptrt_session_state_t` as an integer, changed only while `stream` is locked; readable
     /// without the lock.
@@ -202,9 +204,16 @@ impl Shared {
         Ok(cancel)
     }
 
+    /// Queue a streamed token's text and id for the poll functions.
+    pub(crate) fn push_token(&self, event: &TokenEvent<'_>) {
+        let mut stream = self.lock();
+        stream.text.push_str(event.text);
+        stream.ids.push(event.token_id);
+    }
+
     /// Store a generation's outcome. `queue`: also queue its text and ids for the poll functions
     /// (when they were not streamed token by token).
-    fn finish(&self, outcome: Result<Generation, Failure>, queue: bool) {
+    pub(crate) fn finish(&self, outcome: Result<Generation, Failure>, queue: bool) {
         let mut stream = self.lock();
         let phase = match &outcome {
             Ok(generation) => {
@@ -255,7 +264,10 @@ fn busy() -> Failure {
 pub(crate) struct Session {
     model: Arc<Model>,
     shared: Arc<Shared>,
+    /// The session's own worker; `None` for a batched session, whose generations run on its
+    /// batcher's.
     worker: Option<JoinHandle<()>>,
+    batcher: Option<Arc<Batcher>>,
     /// Plugin samplers put in the chain of every generation.
     samplers: Mutex<Vec<SamplerSpec>>,
 }
@@ -315,7 +327,7 @@ impl Drop for Session {
 /// normal time-sharing policy minus wake-up preemption, so a worker that wakes up (a new job, the
 /// model free again) never interrupts the host's frame thread in the middle of its frame; it still
 /// gets its fair share of the CPU.
-fn yield_to_host_threads() {
+pub(crate) fn yield_to_host_threads() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
@@ -350,9 +362,7 @@ fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut on_token = |event: &TokenEvent<'_>| -> bool {
-                let mut stream = shared.lock();
-                stream.text.push_str(event.text);
-                stream.ids.push(event.token_id);
+                shared.push_token(event);
                 true
             };
             let ids = model.tokenizer().encode(&job.prompt)?;
@@ -463,12 +473,7 @@ pub unsafe extern "C" fn gptrt_session_new(
     boundary("gptrt_session_new", || {
         check_out(out_session, "out_session")?;
         let model = handles::get(model, "model")?;
-        let shared = Arc::new(Shared {
-            stream: Mutex::new(Stream::default()),
-            phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
-            finished: Condvar::new(),
-            wake: Condvar::new(),
-        });
+        let shared = new_shared();
         let worker = {
             let (model, shared) = (model.clone(), shared.clone());
             std::thread::Builder::new()
@@ -485,6 +490,49 @@ pub unsafe extern "C" fn gptrt_session_new(
             model,
             shared,
             worker: Some(worker),
+            batcher: None,
+            samplers: Mutex::new(Vec::new()),
+        };
+        let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_session, handle) };
+        Ok(())
+    })
+}
+
+fn new_shared() -> Arc<Shared> {
+    Arc::new(Shared {
+        stream: Mutex::new(Stream::default()),
+        phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
+        finished: Condvar::new(),
+        wake: Condvar::new(),
+    })
+}
+
+/// Make a session whose generations run in `batcher`'s batch: started with
+/// `gptrt_session_start`, they step together with every other running generation of the batcher's
+/// sessions, one forward pass for all (see `gptrt_batcher_new` for what they cannot do). Polling,
+/// cancelling, waiting and reading results work as for `gptrt_session_new`;
+/// `gptrt_session_generate` on such a session runs alone on the calling thread. The session keeps
+/// the batcher and its model alive; it starts no thread.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `out_session` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_session_new_batched(
+    batcher: *const gptrt_batcher_t,
+    out_session: *mut *mut gptrt_session_t,
+) -> gptrt_status_t {
+    boundary("gptrt_session_new_batched", || {
+        check_out(out_session, "out_session")?;
+        let batcher = handles::get(batcher, "batcher")?;
+        let session = Session {
+            model: batcher.model().clone(),
+            shared: new_shared(),
+            worker: None,
+            batcher: Some(batcher),
             samplers: Mutex::new(Vec::new()),
         };
         let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
@@ -615,6 +663,10 @@ pub unsafe extern "C" fn gptrt_session_start(
             return Err(busy());
         }
         let config = session_config(&session.model, options)?;
+        let samplers = session.samplers();
+        if session.batcher.is_some() {
+            check_batchable(&config, !samplers.is_empty())?;
+        }
         // Check the options (and the token ids they name) here; the prompt is tokenized by the
         // worker, so a long prompt costs the caller nothing.
         if config.num_beams > 1 {
@@ -622,9 +674,23 @@ pub unsafe extern "C" fn gptrt_session_start(
         } else {
             drop(Generator::new(&session.model, vec![Vec::new()], &config)?);
         }
-        session
-            .shared
-            .begin(Some((prompt.to_string(), config, session.samplers())))?;
+        match &session.batcher {
+            Some(batcher) => {
+                let cancel = session.shared.begin(None)?;
+                let job = Job {
+                    prompt: prompt.to_string(),
+                    config,
+                    samplers,
+                    cancel,
+                };
+                batcher.submit(session.shared.clone(), job);
+            }
+            None => {
+                session
+                    .shared
+                    .begin(Some((prompt.to_string(), config, samplers)))?;
+            }
+        }
         Ok(())
     })
 }

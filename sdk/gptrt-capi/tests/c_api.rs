@@ -283,14 +283,30 @@ fn check_program(exe: &Path, labels: &[(&str, usize)]) {
 fn c_program_gives_the_reference_ids_and_survives_every_bad_call_dynamic() {
     let exe = build("tests/c/capi_test.c", Lang::C, Link::Dynamic);
     let count = reference().1.len();
-    check_program(&exe, &[("generate", count), ("poll", count), ("thread", 8)]);
+    check_program(
+        &exe,
+        &[
+            ("generate", count),
+            ("poll", count),
+            ("batched", count),
+            ("thread", 8),
+        ],
+    );
 }
 
 #[test]
 fn c_program_gives_the_reference_ids_and_survives_every_bad_call_static() {
     let exe = build("tests/c/capi_test.c", Lang::C, Link::Static);
     let count = reference().1.len();
-    check_program(&exe, &[("generate", count), ("poll", count), ("thread", 8)]);
+    check_program(
+        &exe,
+        &[
+            ("generate", count),
+            ("poll", count),
+            ("batched", count),
+            ("thread", 8),
+        ],
+    );
 }
 
 #[test]
@@ -363,19 +379,40 @@ fn c_and_cpp_examples_give_the_reference_ids_on_every_layout() {
 fn game_loop_runs_eight_npcs_from_one_thread() {
     let exe = build("examples/game-loop/game_loop.c", Lang::C, Link::Dynamic);
     let model = tiny("single");
-    let stdout = run_ok(&exe, &[model.to_str().expect("UTF-8"), "2", "12"]);
-    let npcs = stdout.lines().filter(|l| l.starts_with("--- NPC ")).count();
-    assert_eq!(npcs, 8, "{stdout}");
-    assert!(
-        stdout.contains("[cancelled]"),
-        "the stranger is cancelled:\n{stdout}"
-    );
-    let summary = stdout
-        .lines()
-        .find(|line| line.starts_with("time inside gptrt calls per frame: worst "))
-        .unwrap_or_else(|| panic!("no timing line:\n{stdout}"));
-    // Timing never decides a test: only that it was measured.
-    assert!(summary.contains(" ms"), "{summary}");
+    for batched in [false, true] {
+        let mut args = vec![model.to_str().expect("UTF-8"), "2", "12"];
+        if batched {
+            args.push("batched");
+        }
+        let stdout = run_ok(&exe, &args);
+        let npcs = stdout.lines().filter(|l| l.starts_with("--- NPC ")).count();
+        assert_eq!(npcs, 8, "{stdout}");
+        assert!(
+            stdout.contains("[cancelled]"),
+            "the stranger is cancelled:\n{stdout}"
+        );
+        let summary = stdout
+            .lines()
+            .find(|line| line.starts_with("time inside gptrt calls per frame: worst "))
+            .unwrap_or_else(|| panic!("no timing line:\n{stdout}"));
+        // Timing never decides a test: only that it was measured.
+        assert!(summary.contains(" ms"), "{summary}");
+        let stats = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("batcher: "));
+        assert_eq!(stats.is_some(), batched, "{stdout}");
+        if let Some(stats) = stats {
+            let stats: Value = serde_json::from_str(stats).expect("batcher stats are JSON");
+            // 8 NPCs x 2 lines (the stranger's cut short), and the NPCs that talk at the same
+            // time share forward passes.
+            assert!(stats["generations"].as_u64() >= Some(15), "{stats}");
+            assert!(stats["max_rows"].as_u64() >= Some(2), "{stats}");
+            assert!(
+                stats["forward_passes"].as_u64() < stats["tokens"].as_u64(),
+                "{stats}"
+            );
+        }
+    }
 }
 
 #[test]

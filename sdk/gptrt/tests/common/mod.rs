@@ -17,11 +17,14 @@ pub fn tiny() -> PathBuf {
     fixtures().join("tiny-random-gpt2")
 }
 
-pub const LAYOUTS: [(&str, gptrt::Layout); 4] = [
+pub const LAYOUTS: [(&str, gptrt::Layout); 5] = [
     ("single", gptrt::Layout::Single),
     ("split", gptrt::Layout::Split),
     ("merged", gptrt::Layout::Merged),
     ("nopast", gptrt::Layout::NoPast),
+    // models/export_fused.py: the single layout's interface over ONNX Runtime's fused ops
+    // (MultiHeadAttention with past and padding mask, SkipLayerNormalization, FastGelu).
+    ("fused", gptrt::Layout::Single),
 ];
 
 #[derive(Debug, Deserialize)]
