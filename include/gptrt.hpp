@@ -391,12 +391,42 @@ struct Token {
     size_t index;
 };
 
+// Many sessions, one forward pass per step (gptrt_batcher_t): sessions made from it generate
+// together. Beam search, plugin samplers, max_time and logprobs need a session of their own.
+class Batcher {
+public:
+    explicit Batcher(const Model &model) {
+        gptrt_batcher_t *handle = nullptr;
+        detail::check(gptrt_batcher_new(model.get(), &handle));
+        handle_.reset(handle);
+    }
+
+    // forward_passes, tokens, generations, max_rows, mean_rows_per_pass (a JSON object).
+    std::string stats_json() const {
+        return detail::read_text([&](char *buffer, size_t capacity, size_t *size) {
+            return gptrt_batcher_stats_json(handle_.get(), buffer, capacity, size);
+        });
+    }
+
+    gptrt_batcher_t *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<gptrt_batcher_t, gptrt_batcher_free> handle_;
+};
+
 // One sequence in flight (gptrt_session_t): generate with a callback, or start + poll.
 class Session {
 public:
     explicit Session(const Model &model) {
         gptrt_session_t *handle = nullptr;
         detail::check(gptrt_session_new(model.get(), &handle));
+        handle_.reset(handle);
+    }
+
+    // A session whose started generations step together with the batcher's other sessions.
+    explicit Session(const Batcher &batcher) {
+        gptrt_session_t *handle = nullptr;
+        detail::check(gptrt_session_new_batched(batcher.get(), &handle));
         handle_.reset(handle);
     }
 

@@ -3,7 +3,7 @@
 demo corpus' validation blocks or on a text file.
 
     /root/venv-models/bin/python models/demo_eval.py --onnx models/demo            # validation set
-    /root/venv-models/bin/python models/demo_eval.py --checkpoint models/work/demo-train/checkpoint
+    /root/venv-models/bin/python models/demo_eval.py --checkpoint models/work/demo-train-gpu/e20-drop0.1/checkpoint
     /root/venv-models/bin/python models/demo_eval.py --random-init                  # same arch, seed 0
     /root/venv-models/bin/python models/demo_eval.py --onnx models/demo --text models/demo/heldout.txt
 

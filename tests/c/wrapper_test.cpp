@@ -3,8 +3,8 @@
 //
 //   wrapper_test MODEL_DIR MAX_NEW_TOKENS PROMPT...
 //
-// Prints `cpp_generate[i]: IDS` and `cpp_poll[i]: IDS` per prompt (compared with the reference by
-// sdk/gptrt-capi/tests/c_api.rs), ends with `N passed, M failed`, exits 1 on any failure.
+// Prints `cpp_generate[i]: IDS`, `cpp_poll[i]: IDS` and `cpp_batched[i]: IDS` per prompt (compared
+// with the reference by sdk/gptrt-capi/tests/c_api.rs), ends with `N passed, M failed`, exits 1 on any failure.
 #include "gptrt.h"
 #include "gptrt.hpp"
 #include "gptrt.hpp"
@@ -98,25 +98,34 @@ int main(int argc, char **argv) {
             check(session.result_json().find("\"token_ids\"") != std::string::npos, "result json");
         }
 
-        // The poll API, every prompt at once.
-        std::vector<gptrt::Session> sessions;
-        for (const std::string &prompt : prompts) {
-            sessions.emplace_back(model); // move-only RAII handles live in containers
-            sessions.back().start(prompt, options);
-        }
-        for (size_t p = 0; p < sessions.size(); ++p) {
-            std::vector<uint32_t> ids;
-            std::string text;
-            gptrt_session_state_t text_state = GPTRT_SESSION_RUNNING, id_state = GPTRT_SESSION_RUNNING;
-            for (int spin = 0; spin < 60000 && (text_state == GPTRT_SESSION_RUNNING || id_state == GPTRT_SESSION_RUNNING); ++spin) {
-                text_state = sessions[p].poll(text);
-                id_state = sessions[p].poll_tokens(ids);
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        // The poll API, every prompt at once: each on its own session, then all in one batcher.
+        gptrt::Batcher batcher(model);
+        for (bool batched : {false, true}) {
+            std::vector<gptrt::Session> sessions;
+            for (const std::string &prompt : prompts) {
+                if (batched) {
+                    sessions.emplace_back(batcher);
+                } else {
+                    sessions.emplace_back(model); // move-only RAII handles live in containers
+                }
+                sessions.back().start(prompt, options);
             }
-            check(text_state == GPTRT_SESSION_FINISHED && id_state == GPTRT_SESSION_FINISHED, "poll finished");
-            print_ids("cpp_poll", p, ids);
-            check(ids == sessions[p].token_ids() && text == sessions[p].text(), "polled output equals the result");
+            for (size_t p = 0; p < sessions.size(); ++p) {
+                std::vector<uint32_t> ids;
+                std::string text;
+                gptrt_session_state_t text_state = GPTRT_SESSION_RUNNING, id_state = GPTRT_SESSION_RUNNING;
+                for (int spin = 0; spin < 60000 && (text_state == GPTRT_SESSION_RUNNING || id_state == GPTRT_SESSION_RUNNING); ++spin) {
+                    text_state = sessions[p].poll(text);
+                    id_state = sessions[p].poll_tokens(ids);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+                check(text_state == GPTRT_SESSION_FINISHED && id_state == GPTRT_SESSION_FINISHED, "poll finished");
+                print_ids(batched ? "cpp_batched" : "cpp_poll", p, ids);
+                check(ids == sessions[p].token_ids() && text == sessions[p].text(), "polled output equals the result");
+            }
         }
+        check(batcher.stats_json().find("\"generations\":" + std::to_string(prompts.size())) != std::string::npos,
+              "batcher stats");
 
         // A model from bytes in memory.
         {

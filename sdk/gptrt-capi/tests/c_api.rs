@@ -314,7 +314,14 @@ fn cpp_wrapper_gives_the_reference_ids_dynamic_and_static() {
     let count = reference().1.len();
     for link in [Link::Dynamic, Link::Static] {
         let exe = build("tests/c/wrapper_test.cpp", Lang::Cxx, link);
-        check_program(&exe, &[("cpp_generate", count), ("cpp_poll", count)]);
+        check_program(
+            &exe,
+            &[
+                ("cpp_generate", count),
+                ("cpp_poll", count),
+                ("cpp_batched", count),
+            ],
+        );
     }
 }
 
