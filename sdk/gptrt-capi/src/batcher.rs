@@ -193,14 +193,7 @@ fn batcher_main(model: Arc<Model>, inner: Arc<Inner>) {
                 )),
             };
             match failure {
-                // A failed forward pass fails every row of the batch; the next generation
-                // starts a fresh one.
-                Some(failure) => {
-                    generator = None;
-                    for member in std::mem::take(&mut members).into_values() {
-                        member.shared.finish(Err(failure.clone()), false);
-                    }
-                }
+                Some(failure) => fail_batch(&mut generator, &mut members, &failure),
                 None => retire(&mut generator, &mut members),
             }
         }
@@ -294,13 +287,20 @@ fn retire(generator: &mut Option<Generator<'_>>, members: &mut HashMap<usize, Me
                 member.shared.finish(Ok(generation), false);
             }
         }
-        Err(error) => {
-            let failure = Failure::from(error);
-            *generator = None;
-            for member in std::mem::take(members).into_values() {
-                member.shared.finish(Err(failure.clone()), false);
-            }
-        }
+        Err(error) => fail_batch(generator, members, &Failure::from(error)),
+    }
+}
+
+/// A failed forward pass (or retirement) fails every row of the batch; the next generation
+/// starts a fresh one.
+fn fail_batch(
+    generator: &mut Option<Generator<'_>>,
+    members: &mut HashMap<usize, Member>,
+    failure: &Failure,
+) {
+    *generator = None;
+    for member in std::mem::take(members).into_values() {
+        member.shared.finish(Err(failure.clone()), false);
     }
 }
 

@@ -279,34 +279,28 @@ fn check_program(exe: &Path, labels: &[(&str, usize)]) {
     }
 }
 
+/// The labelled id lines tests/c/capi_test.c prints for `count` reference prompts.
+fn capi_test_labels(count: usize) -> [(&'static str, usize); 4] {
+    [
+        ("generate", count),
+        ("poll", count),
+        ("batched", count),
+        ("thread", 8),
+    ]
+}
+
 #[test]
 fn c_program_gives_the_reference_ids_and_survives_every_bad_call_dynamic() {
     let exe = build("tests/c/capi_test.c", Lang::C, Link::Dynamic);
     let count = reference().1.len();
-    check_program(
-        &exe,
-        &[
-            ("generate", count),
-            ("poll", count),
-            ("batched", count),
-            ("thread", 8),
-        ],
-    );
+    check_program(&exe, &capi_test_labels(count));
 }
 
 #[test]
 fn c_program_gives_the_reference_ids_and_survives_every_bad_call_static() {
     let exe = build("tests/c/capi_test.c", Lang::C, Link::Static);
     let count = reference().1.len();
-    check_program(
-        &exe,
-        &[
-            ("generate", count),
-            ("poll", count),
-            ("batched", count),
-            ("thread", 8),
-        ],
-    );
+    check_program(&exe, &capi_test_labels(count));
 }
 
 #[test]
