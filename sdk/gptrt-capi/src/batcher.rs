@@ -20,7 +20,7 @@ use crate::error::{
 };
 use crate::ffi::{check_out, write_out, write_text};
 use crate::handles;
-use crate::session::{yield_to_host_threads, Job, Shared};
+use crate::session::{spawn_worker, yield_to_host_threads, Job, Shared};
 
 /// A shared stepping engine over one model: the sessions made from it
 /// (`gptrt_session_new_batched`) generate together, one forward pass per step for all of them.
@@ -332,15 +332,7 @@ pub unsafe extern "C" fn gptrt_batcher_new(
         });
         let worker = {
             let (model, inner) = (model.clone(), inner.clone());
-            std::thread::Builder::new()
-                .name("gptrt-batcher".to_string())
-                .spawn(move || batcher_main(model, inner))
-                .map_err(|e| {
-                    Failure::new(
-                        GPTRT_ERROR_INTERNAL,
-                        format!("could not start the batcher's worker thread: {e}"),
-                    )
-                })?
+            spawn_worker("batcher", move || batcher_main(model, inner))?
         };
         let batcher = Batcher {
             model,

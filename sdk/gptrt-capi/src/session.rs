@@ -337,6 +337,22 @@ pub(crate) fn yield_to_host_threads() {
     }
 }
 
+/// Start a worker thread named `gptrt-{owner}` (a session's or a batcher's).
+pub(crate) fn spawn_worker(
+    owner: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, Failure> {
+    std::thread::Builder::new()
+        .name(format!("gptrt-{owner}"))
+        .spawn(body)
+        .map_err(|e| {
+            Failure::new(
+                GPTRT_ERROR_INTERNAL,
+                format!("could not start the {owner}'s worker thread: {e}"),
+            )
+        })
+}
+
 /// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
 fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
     yield_to_host_threads();
@@ -476,15 +492,7 @@ pub unsafe extern "C" fn gptrt_session_new(
         let shared = new_shared();
         let worker = {
             let (model, shared) = (model.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name("gptrt-session".to_string())
-                .spawn(move || worker_main(model, shared))
-                .map_err(|e| {
-                    Failure::new(
-                        GPTRT_ERROR_INTERNAL,
-                        format!("could not start the session's worker thread: {e}"),
-                    )
-                })?
+            spawn_worker("session", move || worker_main(model, shared))?
         };
         let session = Session {
             model,
