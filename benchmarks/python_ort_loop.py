@@ -79,6 +79,9 @@ def main() -> None:
     out_names = [o.name for o in sess.get_outputs()]
     present_of = {f"past_key_values.{i}.{kv}": f"present.{i}.{kv}" for i in range(n_layer) for kv in ("key", "value")}
     has_pos = "position_ids" in inputs
+    # models/export_fused.py's optional input: the LM head on the last position only (gptrt feeds it too)
+    keep = ({"logits_to_keep": np.array(1, dtype=np.int64)}
+            if any(i.name == "logits_to_keep" for i in sess.get_overridable_initializers()) else {})
 
     tok = Tokenizer.from_file(str(find_tokenizer(model_dir)))
     prompt_ids = tok.encode(args.prompt).ids or [EOS_ID]
@@ -97,7 +100,7 @@ def main() -> None:
     def run_once() -> tuple[float, float, list[int]]:
         ids = np.array([prompt_ids], dtype=np.int64)
         s = ids.shape[1]
-        feed = {"input_ids": ids, "attention_mask": np.ones((1, s), dtype=np.int64)}
+        feed = {"input_ids": ids, "attention_mask": np.ones((1, s), dtype=np.int64), **keep}
         if has_pos:
             feed["position_ids"] = np.arange(s, dtype=np.int64)[None, :]
         for n in past_names:
@@ -111,7 +114,7 @@ def main() -> None:
         t_dec = time.perf_counter()
         for _ in range(args.new_tokens - 1):
             feed = {"input_ids": np.array([[nxt]], dtype=np.int64),
-                    "attention_mask": np.ones((1, total + 1), dtype=np.int64)}
+                    "attention_mask": np.ones((1, total + 1), dtype=np.int64), **keep}
             if has_pos:
                 feed["position_ids"] = np.array([[total]], dtype=np.int64)
             for n in past_names:

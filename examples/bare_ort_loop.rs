@@ -62,10 +62,21 @@ fn main() -> Result<()> {
 
     // Token ids are arbitrary: speed does not depend on them.
     let prompt: Vec<i64> = (0..prompt_tokens as i64).map(|i| 464 + i).collect();
-    greedy(&mut session, &prompt, new_tokens, layers, heads, embd)?;
+    // models/export_fused.py's optional input; gptrt feeds it too
+    let last_logits_only = session
+        .overridable_initializers()
+        .iter()
+        .any(|initializer| initializer.name() == "logits_to_keep");
+    let shape = Shape {
+        layers,
+        heads,
+        embd,
+        last_logits_only,
+    };
+    greedy(&mut session, &prompt, new_tokens, &shape)?;
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (p, d) = greedy(&mut session, &prompt, new_tokens, layers, heads, embd)?;
+        let (p, d) = greedy(&mut session, &prompt, new_tokens, &shape)?;
         prefill.push(p);
         decode.push(d);
     }
@@ -99,15 +110,28 @@ fn ort_in(dir: &Path) -> Option<PathBuf> {
         })
 }
 
+/// What the loop feeds the graph.
+struct Shape {
+    layers: usize,
+    heads: usize,
+    embd: usize,
+    /// Feed `logits_to_keep` = 1.
+    last_logits_only: bool,
+}
+
 /// One greedy generation; returns (prefill, decode) tokens per second.
 fn greedy(
     session: &mut Session,
     prompt: &[i64],
     new_tokens: usize,
-    layers: usize,
-    heads: usize,
-    embd: usize,
+    shape: &Shape,
 ) -> Result<(f64, f64)> {
+    let Shape {
+        layers,
+        heads,
+        embd,
+        last_logits_only,
+    } = *shape;
     let head_dim = embd / heads;
     let mut past: Vec<DynValue> = Vec::new();
     let mut ids = prompt.to_vec();
@@ -135,6 +159,12 @@ fn greedy(
                 Tensor::from_array(([1, fed.len()], positions))?.into(),
             ),
         ];
+        if last_logits_only {
+            inputs.push((
+                "logits_to_keep".into(),
+                Tensor::from_array(([0usize; 0], vec![1i64]))?.into(),
+            ));
+        }
         for slot in 0..layers * 2 {
             let name = format!(
                 "past_key_values.{}.{}",

@@ -9,6 +9,9 @@ gptrt and models/quantize.py run it unchanged:
   in:  input_ids [B,S] int64, past_key_values.N.key / .value [B,H,P,D] float32 (P = 0 on the
        first step), attention_mask [B,P+S] int64, position_ids [B,S] int64
   out: logits [B,S,V] float32, present.N.key / .value [B,H,P+S,D] float32
+plus one optional input, `logits_to_keep` (int64 scalar, an overridable initializer, default 0):
+N > 0 computes the logits of the last N positions only ([B,min(N,S),V]); gptrt feeds 1 when it
+generates, which takes the LM head over every prompt position out of the prefill.
 It is written with onnx.helper (no torch.onnx trace), opset 18 + com.microsoft 1:
   embeddings   Gather(wte, input_ids), Gather(wpe, position_ids); their sum is the first
                SkipLayerNormalization's skip sum;
@@ -20,7 +23,7 @@ It is written with onnx.helper (no torch.onnx trace), opset 18 + com.microsoft 1
                SkipLayerNormalization (ln_2; adds c_proj bias + residual)
                MatMul(x, c_fc) -> FastGelu(bias = c_fc bias) (gelu_new, the tanh approximation)
                MatMul(x, mlp.c_proj)
-  head         SkipLayerNormalization (ln_f) -> MatMul(x, wte^T), wte^T a constant copy of the tied
+  head         SkipLayerNormalization (ln_f) -> Slice (logits_to_keep) -> MatMul(x, wte^T), wte^T a constant copy of the tied
                embedding (so quantize.py's MatMul quantization covers the LM head too).
 The padding mask is Cast(attention_mask, int32) once, shared by every layer; MultiHeadAttention's
 CPU kernel combines it with the causal (unidirectional) mask, counting the past positions.
@@ -56,6 +59,7 @@ VERIFY_PROMPTS = ["Hello world", "Once upon a time", "Grüße aus Köln — naï
                   " leading space", "line one\nline two\n"]
 VERIFY_BATCH = ["Hello world", "I love 🦀 and 🐍!"]
 VERIFY_NEW_TOKENS = 20
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 def log(msg: str) -> None:
@@ -143,13 +147,34 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
         x, residual = f"{p}.mlp_out", f"{p}.resid_mlp"
         bias = const(f"{p}.mlp.c_proj.bias", w[f"{p}.mlp.c_proj.bias"])
     skip_ln(x, residual, "ln_f", bias, "ln_f_out", "")
-    node("MatMul", ["ln_f_out", const("lm_head.weight_T", w["wte.weight"].T)], ["logits"], "lm_head/MatMul")
+    # logits_to_keep (0 = every position, else the last N): generation needs only the last
+    # position's logits, and on a long prompt the LM head over every position (and the [B,S,V]
+    # logits it writes) is a fifth of the prefill
+    seq_len, keep = "ln_f/seq_len", "logits_to_keep/1d"
+    nodes += [
+        helper.make_node("Shape", ["ln_f_out"], [seq_len], "ln_f/Shape", start=1, end=2),
+        helper.make_node("Reshape", [LOGITS_TO_KEEP, const("shape_1", np.array([1], dtype=np.int64))], [keep],
+                         "logits_to_keep/Reshape"),
+        helper.make_node("Sub", [seq_len, keep], ["logits_to_keep/from"], "logits_to_keep/Sub"),
+        helper.make_node("Max", ["logits_to_keep/from", const("zero_1", np.array([0], dtype=np.int64))],
+                         ["logits_to_keep/from_clipped"], "logits_to_keep/Max"),
+        helper.make_node("Equal", [keep, "zero_1"], ["logits_to_keep/all"], "logits_to_keep/Equal"),
+        helper.make_node("Where", ["logits_to_keep/all", "zero_1", "logits_to_keep/from_clipped"],
+                         ["logits_to_keep/start"], "logits_to_keep/Where"),
+        helper.make_node("Slice", ["ln_f_out", "logits_to_keep/start",
+                                   const("int64_max_1", np.array([np.iinfo(np.int64).max], dtype=np.int64)),
+                                   "shape_1"], ["ln_f_kept"], "logits_to_keep/Slice"),
+    ]
+    value_info.append(helper.make_tensor_value_info(
+        "ln_f_kept", TensorProto.FLOAT, ["batch_size", "logits_sequence_length", hidden]))
+    inits.append(numpy_helper.from_array(np.array(0, dtype=np.int64), LOGITS_TO_KEEP))
+    node("MatMul", ["ln_f_kept", const("lm_head.weight_T", w["wte.weight"].T)], ["logits"], "lm_head/MatMul")
 
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     kv_in = ["batch_size", n_head, "past_sequence_length", head_dim]
     kv_out = ["batch_size", n_head, "past_sequence_length + sequence_length", head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", vocab])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "logits_sequence_length", vocab])]
     for i in range(n_layer):
         for kv in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kv}", f32, kv_in))
@@ -158,6 +183,8 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
         helper.make_tensor_value_info("attention_mask", i64,
                                       ["batch_size", "past_sequence_length + sequence_length"]),
         helper.make_tensor_value_info("position_ids", i64, ["batch_size", "sequence_length"]),
+        # listed as an input and given an initializer: optional, 0 unless the caller feeds it
+        helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, []),
     ]
     graph = helper.make_graph(nodes, "gpt2_fused", inputs, outputs, initializer=inits, value_info=value_info)
     model = helper.make_model(graph, producer_name="gptrt export_fused.py",
@@ -195,8 +222,10 @@ class OrtDecoder:
         self.n_layer, self.n_head, self.head_dim = cfg["n_layer"], cfg["n_head"], cfg["n_embd"] // cfg["n_head"]
         self.eos = cfg["eos_token_id"]
 
-    def greedy(self, rows: list[list[int]], max_new: int):
-        """(first-step logits [B,S,V], generated ids per row, stopping after EOS like generate)."""
+    def greedy(self, rows: list[list[int]], max_new: int, keep_last: bool = False):
+        """(first-step logits [B,S,V], generated ids per row, stopping after EOS like generate);
+        `keep_last` feeds logits_to_keep = 1, as gptrt does, and the logits are [B,1,V]."""
+        keep = {LOGITS_TO_KEEP: np.array(1, dtype=np.int64)} if keep_last else {}
         width = max(len(r) for r in rows)
         ids = np.array([[self.eos] * (width - len(r)) + r for r in rows], dtype=np.int64)
         mask = np.array([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=np.int64)
@@ -207,7 +236,7 @@ class OrtDecoder:
         first, gen, done = None, [[] for _ in rows], np.zeros(len(rows), dtype=bool)
         for _ in range(max_new):
             outs = dict(zip(out_names, self.sess.run(out_names, {"input_ids": ids, "attention_mask": mask,
-                                                                 "position_ids": pos, **past})))
+                                                                 "position_ids": pos, **past, **keep})))
             if first is None:
                 first = outs["logits"]
             past = {f"past_key_values.{i}.{kv}": outs[f"present.{i}.{kv}"]
@@ -259,6 +288,11 @@ def verify(checkpoint: Path, out: Path, tokenizer: Path, atol: float, threads: i
             f"greedy {len(gen)} tokens {'==' if same else '!='} transformers")
         if not same:
             log(f"  ours {gen}\n  transformers {want_gen}")
+        last, (gen_last,) = dec.greedy([ids], VERIFY_NEW_TOKENS, keep_last=True)
+        diff_last = float(np.abs(last[0, -1] - want_logits[-1]).max())
+        ok &= last.shape[1] == 1 and gen_last == want_gen and diff_last <= atol
+        log(f"  with logits_to_keep = 1: logits {list(last.shape)}, last position diff {diff_last:.2e}, "
+            f"greedy {'==' if gen_last == want_gen else '!='} transformers")
     rows = [ref[p][0] for p in VERIFY_BATCH]
     width = max(len(r) for r in rows)
     first, gen = dec.greedy(rows, VERIFY_NEW_TOKENS)

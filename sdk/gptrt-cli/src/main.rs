@@ -608,6 +608,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
                 "file": path.display().to_string(),
                 "inputs": tensors(&signature.inputs),
                 "outputs": tensors(&signature.outputs),
+                "logits_to_keep": signature.has_logits_to_keep,
             })
         })
         .collect();
@@ -662,6 +663,9 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
                     tensor.shape
                 );
             }
+        }
+        if signature.has_logits_to_keep {
+            say!("  option  logits_to_keep               Int64    [] (fed 1 when generating: the LM head runs on the last position only)");
         }
     }
     Ok(())

@@ -79,7 +79,13 @@ pub struct Signature {
     pub has_past: bool,
     /// The graph returns every `present.N.key/value` output.
     pub has_present: bool,
+    /// The graph has the optional int64 scalar `logits_to_keep` (an overridable initializer, as
+    /// `models/export_fused.py` writes it): fed 1, it computes the last position's logits only.
+    pub has_logits_to_keep: bool,
 }
+
+/// The optional input that limits the LM head to the last N positions (0 = all).
+pub(crate) const LOGITS_TO_KEEP: &str = "logits_to_keep";
 
 pub(crate) fn past_name(layer: usize, key: bool) -> String {
     format!(
@@ -251,6 +257,13 @@ impl Signature {
             has_use_cache_branch: flags.3,
             has_past,
             has_present: has_present.iter().all(|&present| present),
+            has_logits_to_keep: session.overridable_initializers().iter().any(|initializer| {
+                initializer.name() == LOGITS_TO_KEEP
+                    && matches!(
+                        initializer.dtype(),
+                        ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.is_empty()
+                    )
+            }),
         })
     }
 }

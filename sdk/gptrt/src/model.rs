@@ -9,7 +9,7 @@ use ort::value::{DynValue, Tensor, TensorRef};
 
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::layout::{past_name, present_name, Layout, Signature};
+use crate::layout::{past_name, present_name, Layout, Signature, LOGITS_TO_KEEP};
 use crate::provider::ProviderChoice;
 use crate::runtime::Runtime;
 use crate::tokenizer::Tokenizer;
@@ -653,6 +653,10 @@ impl Model {
         if signature.has_use_cache_branch {
             let use_cache = Tensor::from_array(([1usize], vec![!first_step])).map_err(ort_err)?;
             inputs.push(("use_cache_branch".into(), use_cache.into()));
+        }
+        if signature.has_logits_to_keep && !all_positions {
+            let last_only = Tensor::from_array(([0usize; 0], vec![1i64])).map_err(ort_err)?;
+            inputs.push((LOGITS_TO_KEEP.into(), last_only.into()));
         }
         if signature.has_past {
             let layers = self.config.n_layer;

@@ -13,6 +13,41 @@ fn every_layout_is_detected_from_its_graph() {
 }
 
 #[test]
+fn only_the_fused_export_limits_the_lm_head_to_the_last_position() {
+    for (dir, _) in LAYOUTS {
+        let model = load(dir);
+        let limited = model
+            .graphs()
+            .iter()
+            .any(|(_, signature)| signature.has_logits_to_keep);
+        assert_eq!(limited, dir == "fused", "{dir}");
+    }
+}
+
+#[test]
+fn every_position_logprobs_agree_across_layouts() {
+    // token_logprobs needs the logits of every position, so it must not feed logits_to_keep
+    let reference = reference();
+    let case = reference
+        .cases
+        .iter()
+        .max_by_key(|c| c.prompt_ids.len())
+        .unwrap();
+    let (context, continuation) = case.prompt_ids.split_at(1);
+    let expected = load("single")
+        .token_logprobs(context, continuation)
+        .unwrap();
+    assert_eq!(expected.len(), continuation.len());
+    for (dir, _) in LAYOUTS {
+        let actual = load(dir).token_logprobs(context, continuation).unwrap();
+        assert_eq!(actual.len(), expected.len(), "{dir}");
+        for (a, e) in actual.iter().zip(&expected) {
+            assert!((a - e).abs() < 1e-4, "{dir}: {actual:?} vs {expected:?}");
+        }
+    }
+}
+
+#[test]
 fn greedy_ids_equal_transformers_for_every_layout_and_prompt() {
     let reference = reference();
     assert!(reference.cases.len() >= 7);
