@@ -43,8 +43,16 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "models" / "work"
 LLAMA = ROOT / "benchmarks" / ".llama.cpp"
 GGUF = {"fp32": "gpt2-124m-f32.gguf", "int8": "gpt2-124m-q8_0.gguf", "int4": "gpt2-124m-q4_0.gguf"}
-ONNX = {"fp32": WORK / "small-random-gpt2" / "single", "int8": WORK / "small-random-gpt2-int8" / "single",
-        "int4": WORK / "small-random-gpt2-int4" / "single"}
+# the graphs, per export and precision: models/export_fused.py (ONNX Runtime's fused ops, gptrt's
+# fast path) and optimum's export (models/make_fixtures.py), each quantized by models/quantize.py
+EXPORTS = {
+    "fused": {"fp32": WORK / "fused-small" / "single", "int8": WORK / "fused-small-int8" / "single",
+              "int4": WORK / "fused-small-int4" / "single"},
+    "optimum": {"fp32": WORK / "small-random-gpt2" / "single", "int8": WORK / "small-random-gpt2-int8" / "single",
+                "int4": WORK / "small-random-gpt2-int4" / "single"},
+}
+# the systems that also run the other export (single stream and prefill), to show what the graph buys
+ON_OPTIMUM = {"gptrt": "gptrt@optimum", "python-ort": "python-ort@optimum"}
 CHECKPOINT = WORK / "small-random-gpt2-checkpoint"
 BATCHES = [1, 4, 16]
 CONTEXTS = [16, 256, 768]
@@ -81,8 +89,8 @@ class Case:
         self.key, self.cmd, self.parse = key, cmd, parse
 
 
-def gptrt_case(exe, precision, threads, prompt_tokens, new_tokens, batch, kind, param):
-    cmd = [str(exe), "bench", "--model", str(ONNX[precision]), "--runs", "1", "--threads", str(threads),
+def gptrt_case(exe, model, precision, threads, prompt_tokens, new_tokens, batch, kind, param, system="gptrt"):
+    cmd = [str(exe), "bench", "--model", str(model), "--runs", "1", "--threads", str(threads),
            "--json", "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens), "--batch", str(batch)]
 
     def parse(out):
@@ -90,11 +98,11 @@ def gptrt_case(exe, precision, threads, prompt_tokens, new_tokens, batch, kind, 
         return {"decode": d["decode_tokens_per_second_median"], "prefill": d["prompt_tokens_per_second_median"],
                 "ttft_ms": d["time_to_first_token_ms_median"], "load_s": d["load_seconds"],
                 "peak_rss_mb": (d["peak_rss_bytes"] or 0) / 1e6}
-    return Case((kind, precision, "gptrt", param), cmd, parse)
+    return Case((kind, precision, system, param), cmd, parse)
 
 
-def bare_case(exe, precision, threads, prompt_tokens, new_tokens, kind, param):
-    cmd = [str(exe), str(ONNX[precision]), str(prompt_tokens), str(new_tokens), str(threads), "1"]
+def bare_case(exe, model, precision, threads, prompt_tokens, new_tokens, kind, param):
+    cmd = [str(exe), str(model), str(prompt_tokens), str(new_tokens), str(threads), "1"]
 
     def parse(out):
         d = json.loads(out)
@@ -102,14 +110,14 @@ def bare_case(exe, precision, threads, prompt_tokens, new_tokens, kind, param):
     return Case((kind, precision, "bare-ort", param), cmd, parse)
 
 
-def python_case(python, precision, threads, prompt_tokens, new_tokens, kind, param):
-    cmd = [python, str(ROOT / "benchmarks/python_ort_loop.py"), "--model", str(ONNX[precision]),
+def python_case(python, model, precision, threads, prompt_tokens, new_tokens, kind, param, system="python-ort"):
+    cmd = [python, str(ROOT / "benchmarks/python_ort_loop.py"), "--model", str(model),
            "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens), "--threads", str(threads)]
 
     def parse(out):
         d = json.loads(out)
         return {"decode": d["decode_tokens_per_s"], "prefill": d["prompt_tokens_per_s"]}
-    return Case((kind, precision, "python-ort", param), cmd, parse)
+    return Case((kind, precision, system, param), cmd, parse)
 
 
 def transformers_case(python, threads, prompt_tokens, new_tokens, kind, param):
@@ -164,6 +172,26 @@ def llama_batched_case(exe, precision, threads):
     return Case(("batch", precision, "llama.cpp", "all"), cmd, parse)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def decode_weight_bytes(folder: Path, graph: str) -> int:
+    """Bytes of weights one decode step reads: every matrix once, the position embedding only a row.
+    optimum's export reads its tied wte whole as the LM head; the fused export keeps the tied
+    embedding twice (wte for the token Gather, read a row a step, and wte^T for the LM head)."""
+    cfg = json.loads((folder / "config.json").read_text())
+    gathered = cfg["n_positions"] + (cfg["vocab_size"] if graph == "fused" else 0)
+    on_disk = sum(f.stat().st_size for f in (folder / "model.onnx", folder / "model.onnx.data") if f.exists())
+    return on_disk - 4 * cfg["n_embd"] * gathered
+
+
 def memory_bandwidth(exe: Path, threads: int) -> float:
     """GB/s read by `threads` threads summing a 1 GiB buffer (examples/memory_bandwidth.rs)."""
     out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True, check=True).stdout
@@ -176,6 +204,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--precisions", default="fp32,int8,int4")
+    ap.add_argument("--graph", choices=sorted(EXPORTS), default="fused",
+                    help="the export every system runs (default fused: models/export_fused.py); with fused, gptrt "
+                         "and the Python loop also run optimum's export single-stream, side by side")
     ap.add_argument("--skip", default="", help="comma-separated systems to leave out")
     ap.add_argument("--render-only", action="store_true",
                     help="redraw compare.md and compare.png from --out/compare.json, measure nothing")
@@ -197,15 +228,17 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     skipped: dict[str, str] = {}
 
-    if not (ONNX["fp32"] / "model.onnx").exists():
-        sys.exit(f"error: {ONNX['fp32']} missing; make it with: models/make_fixtures.py --preset small "
-                 "(and models/quantize.py for int8/int4), see models/README.md")
+    onnx, optimum = EXPORTS[args.graph], EXPORTS["optimum"]
+    if not (onnx["fp32"] / "model.onnx").exists():
+        sys.exit(f"error: {onnx['fp32']} missing; make it as benchmarks/README.md says "
+                 "(models/make_fixtures.py --preset small, models/export_fused.py, models/quantize.py)")
     precisions = []
     for p in args.precisions.split(","):
-        if (ONNX[p] / "model.onnx").exists():
+        if (onnx[p] / "model.onnx").exists():
             precisions.append(p)
         else:
-            skipped[f"onnx {p}"] = f"{ONNX[p]} missing (models/quantize.py makes it)"
+            skipped[f"onnx {p}"] = f"{onnx[p]} missing (models/quantize.py makes it)"
+    side_by_side = {p for p in precisions if args.graph != "optimum" and (optimum[p] / "model.onnx").exists()}
 
     subprocess.run([str(ROOT / "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
     log("building gptrt and the bare ort loop (release)")
@@ -237,29 +270,31 @@ def main() -> None:
     cases: list[Case] = []
     t = args.threads
     for p in precisions:
-        cases.append(gptrt_case(gptrt, p, t, 4, NEW_TOKENS, 1, "single", 4))
-        cases.append(bare_case(bare, p, t, 4, NEW_TOKENS, "single", 4))
-        if systems["python-ort"]:
-            cases.append(python_case(python, p, t, 4, NEW_TOKENS, "single", 4))
-        if p == "fp32" and systems["transformers"]:
-            cases.append(transformers_case(python, t, 4, NEW_TOKENS, "single", 4))
-        cases.append(gptrt_case(gptrt, p, t, PREFILL_TOKENS, 2, 1, "prefill", PREFILL_TOKENS))
-        cases.append(bare_case(bare, p, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
-        if systems["python-ort"]:
-            cases.append(python_case(python, p, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
-        if p == "fp32" and systems["transformers"]:
-            cases.append(transformers_case(python, t, PREFILL_TOKENS, 2, "prefill", PREFILL_TOKENS))
+        m = onnx[p]
+        for kind, prompt, new in [("single", 4, NEW_TOKENS), ("prefill", PREFILL_TOKENS, 2)]:
+            param = 4 if kind == "single" else PREFILL_TOKENS
+            cases.append(gptrt_case(gptrt, m, p, t, prompt, new, 1, kind, param))
+            cases.append(bare_case(bare, m, p, t, prompt, new, kind, param))
+            if systems["python-ort"]:
+                cases.append(python_case(python, m, p, t, prompt, new, kind, param))
+            if p in side_by_side:
+                cases.append(gptrt_case(gptrt, optimum[p], p, t, prompt, new, 1, kind, param, ON_OPTIMUM["gptrt"]))
+                if systems["python-ort"]:
+                    cases.append(python_case(python, optimum[p], p, t, prompt, new, kind, param,
+                                             ON_OPTIMUM["python-ort"]))
+            if p == "fp32" and systems["transformers"]:
+                cases.append(transformers_case(python, t, prompt, new, kind, param))
         if systems["llama.cpp"]:
             cases.extend(llama_bench_cases(bench, p, t))
         for b in BATCHES[1:]:
-            cases.append(gptrt_case(gptrt, p, t, 4, NEW_TOKENS, b, "batch", b))
+            cases.append(gptrt_case(gptrt, m, p, t, 4, NEW_TOKENS, b, "batch", b))
         if systems["llama.cpp"]:
             cases.append(llama_batched_case(batched, p, t))
         if p == "fp32":
             for c in CONTEXTS:
-                cases.append(gptrt_case(gptrt, p, t, c, CONTEXT_NEW_TOKENS, 1, "context", c))
+                cases.append(gptrt_case(gptrt, m, p, t, c, CONTEXT_NEW_TOKENS, 1, "context", c))
                 if systems["python-ort"]:
-                    cases.append(python_case(python, p, t, c, CONTEXT_NEW_TOKENS, "context", c))
+                    cases.append(python_case(python, m, p, t, c, CONTEXT_NEW_TOKENS, "context", c))
 
     samples: dict[str, list[dict]] = {}
     bandwidth = []
@@ -295,11 +330,10 @@ def main() -> None:
         medians[key] = {f: statistics.median(v) for f in fields
                          if (v := [run[f] for run in runs if run.get(f) is not None])}
     result = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "threads": t, "python": python},
-        "rounds": args.rounds, "skipped": skipped, "failures": failures,
+        "machine": {"cpus": os.cpu_count(), "processor": cpu_name(), "threads": t, "python": python},
+        "rounds": args.rounds, "skipped": skipped, "failures": failures, "graph": args.graph,
         "memory_bandwidth_gb_s": bandwidth, "memory_bandwidth_gb_s_median": statistics.median(bandwidth),
-        "fp32_weight_bytes": (ONNX["fp32"] / "model.onnx").stat().st_size,
+        "fp32_weight_bytes": decode_weight_bytes(onnx["fp32"], args.graph),
         "samples": samples, "medians": medians,
     }
     (out_dir / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -333,14 +367,18 @@ def render(result, precisions) -> str:
     g = lambda *k: get(result, *k)  # noqa: E731
     bw = result["memory_bandwidth_gb_s_median"]
     ceiling = bw * 1e9 / result["fp32_weight_bytes"]
+    graph = result.get("graph", "optimum")
     lines = [f"# gptrt vs peers: 124M random-init GPT-2, {result['machine']['threads']} threads, "
-             f"{result['rounds']} interleaved rounds, medians", ""]
+             f"{result['rounds']} interleaved rounds, medians", "",
+             f"Machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs. ONNX graph: the {graph} "
+             "export" + (" (models/export_fused.py); `@optimum` rows run optimum's export of the same checkpoint"
+                         if graph == "fused" else "") + ".", ""]
     lines += ["## Single stream (prompt 4 tokens, 128 new tokens; prefill: 512-token prompt)", "",
               "| precision | system | decode tok/s | (min-max) | prefill tok/s | gptrt decode / this |",
               "|---|---|---:|---:|---:|---:|"]
     for p in precisions:
         ours = g("single", p, "gptrt", 4, "decode")
-        for s in ["gptrt", "bare-ort", "python-ort", "transformers", "llama.cpp"]:
+        for s in ["gptrt", "bare-ort", "python-ort", *ON_OPTIMUM.values(), "transformers", "llama.cpp"]:
             d = g("single", p, s, 4, "decode")
             pre = g("prefill", p, s, PREFILL_TOKENS, "prefill") if s != "llama.cpp" else g("single", p, s, 4, "prefill")
             if d is None and pre is None:
@@ -378,6 +416,10 @@ def render(result, precisions) -> str:
     for p in precisions:
         targets.append((f"{p} batch 16 aggregate vs llama.cpp 16 sequences",
                         ratio(g("batch", p, "gptrt", 16, "decode"), g("batch", p, "llama.cpp", "all", "decode@16")), 1.5))
+    for p in precisions:
+        targets.append((f"{p} decode: {graph} export vs optimum's (report only)",
+                        ratio(g("single", p, "gptrt", 4, "decode"), g("single", p, ON_OPTIMUM["gptrt"], 4, "decode")),
+                        None))
     for p in precisions:
         targets.append((f"{p} single-stream decode vs llama.cpp (report only)",
                         ratio(g("single", p, "gptrt", 4, "decode"), g("single", p, "llama.cpp", 4, "decode")), None))

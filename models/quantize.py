@@ -41,6 +41,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import onnx_bytes, save_onnx, uses_external_data  # noqa: E402
+
 VOCAB_SIZE = 50257
 COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
               "vocab.json", "merges.txt", "special_tokens_map.json")
@@ -155,10 +158,16 @@ def summarize(path: Path) -> dict:
     by_type = Counter()
     for i in m.graph.initializer:
         by_type[onnx.helper.tensor_dtype_to_np_dtype(i.data_type).name] += len(i.raw_data) or 0
-    return {"bytes": path.stat().st_size, "MatMul": ops.get("MatMul", 0), "MatMulInteger": ops.get("MatMulInteger", 0),
+    return {"bytes": onnx_bytes(path), "MatMul": ops.get("MatMul", 0), "MatMulInteger": ops.get("MatMulInteger", 0),
             "Gemm": ops.get("Gemm", 0), "DequantizeLinear": ops.get("DequantizeLinear", 0),
             "DynamicQuantizeLinear": ops.get("DynamicQuantizeLinear", 0),
             "initializer_bytes_by_dtype": dict(by_type)}
+
+
+def keep_layout(src: Path, dst: Path) -> None:
+    """A source that keeps its weights in external data (export_fused.py) gets a result that does too."""
+    if uses_external_data(src):
+        save_onnx(onnx.load(str(dst)), dst, external=True)
 
 
 def quantize_file_int4(src: Path, dst: Path) -> dict:
@@ -171,6 +180,7 @@ def quantize_file_int4(src: Path, dst: Path) -> dict:
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     onnx.checker.check_model(str(dst))
+    keep_layout(src, dst)
     summary = summarize(dst)
     summary["rewrite"] = stats
     m = onnx.load(str(dst))
@@ -195,6 +205,7 @@ def quantize_file(src: Path, dst: Path, per_channel: bool) -> dict:
         )
     # the quantizer leaves a stale value_info/opset mix at times; make sure the result is valid
     onnx.checker.check_model(str(dst))
+    keep_layout(src, dst)
     summary = summarize(dst)
     summary["rewrite"] = stats
     fp32_left = summary["initializer_bytes_by_dtype"].get("float32", 0)
@@ -222,7 +233,7 @@ def main() -> None:
     report = {}
     for g in graphs:
         quantized = quantize_file_int4(g, out / g.name) if args.bits == 4 else quantize_file(g, out / g.name, args.per_channel)
-        report[g.name] = {"fp32_bytes": g.stat().st_size, **quantized}
+        report[g.name] = {"fp32_bytes": onnx_bytes(g), **quantized}
     for name in COPY_FILES:
         p = src / name
         if p.exists():

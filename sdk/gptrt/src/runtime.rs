@@ -195,8 +195,26 @@ impl Runtime {
                     source,
                 })?;
             }
+            // the weights go beside the cached graph, so its later loads map them from disk
+            let weights = external_data_file(cache);
+            let weights_name = weights
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
             builder = builder
                 .with_optimized_model_path(cache)
+                .and_then(|b| {
+                    b.with_config_entry(
+                        "session.optimized_model_external_initializers_file_name",
+                        weights_name,
+                    )
+                })
+                .and_then(|b| {
+                    b.with_config_entry(
+                        "session.optimized_model_external_initializers_min_size_in_bytes",
+                        "1024",
+                    )
+                })
                 .map_err(|e| Error::ort(context(), e))?;
         }
         let mut skipped = Vec::new();
@@ -252,6 +270,11 @@ impl Runtime {
         file.canonicalize().ok()?.hash(&mut hasher);
         meta.len().hash(&mut hasher);
         meta.modified().ok()?.hash(&mut hasher);
+        // new weights in external data beside an unchanged graph must not reuse the old cache
+        if let Ok(weights) = std::fs::metadata(external_data_file(file)) {
+            weights.len().hash(&mut hasher);
+            weights.modified().ok()?.hash(&mut hasher);
+        }
         format!("{:?}", self.options.optimization_level).hash(&mut hasher);
         ONNXRUNTIME_VERSION.hash(&mut hasher);
         let stem = file.file_stem()?.to_string_lossy();
@@ -290,6 +313,14 @@ impl Runtime {
         }
         Ok(builder)
     }
+}
+
+/// Where a graph's weights live when they are kept outside it (`<name>.data`, as
+/// `models/export_fused.py` writes them, and as the optimised-graph cache stores its graphs).
+fn external_data_file(graph: &Path) -> PathBuf {
+    let mut name = graph.file_name().unwrap_or_default().to_os_string();
+    name.push(".data");
+    graph.with_file_name(name)
 }
 
 /// Every place the library is looked for, in order, with where each candidate came from. An

@@ -46,6 +46,15 @@ fn missing_model_folder() {
 }
 
 #[test]
+fn missing_external_weights_are_named() {
+    // the fused fixture keeps its weights in model.onnx.data beside the graph
+    let scratch = Scratch::copy_of("fused", "no-external-data");
+    std::fs::remove_file(scratch.path().join("model.onnx.data")).unwrap();
+    let err = load_err(scratch.path());
+    assert!(err.contains("model.onnx.data"), "{err}");
+}
+
+#[test]
 fn empty_model_folder() {
     let scratch = Scratch::copy_of("single", "empty");
     for entry in std::fs::read_dir(scratch.path()).unwrap() {

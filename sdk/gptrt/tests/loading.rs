@@ -53,28 +53,48 @@ fn a_model_loads_from_bytes_in_memory() {
 
 #[test]
 fn optimized_graphs_are_cached_and_reused() {
-    let cache = std::env::temp_dir().join(format!("gptrt-optimized-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&cache);
-    let runtime = Runtime::builder()
-        .optimized_cache_dir(&cache)
-        .build()
-        .unwrap();
-    let first = Model::load_with(&runtime, tiny().join("merged")).unwrap();
-    let saved: Vec<_> = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(saved.len(), 1, "one optimised graph saved: {saved:?}");
-    let modified = std::fs::metadata(&saved[0]).unwrap().modified().unwrap();
-    let second = Model::load_with(&runtime, tiny().join("merged")).unwrap();
-    assert_eq!(
-        std::fs::metadata(&saved[0]).unwrap().modified().unwrap(),
-        modified,
-        "reused, not rewritten"
-    );
-    let a = first.generate("Once upon a time", &greedy(12)).unwrap();
-    let b = second.generate("Once upon a time", &greedy(12)).unwrap();
-    assert_eq!(a.token_ids, b.token_ids);
-    assert_eq!(a.token_ids, common::reference().cases[1].greedy_ids[..12]);
-    std::fs::remove_dir_all(&cache).unwrap();
+    // merged: weights inside the graph file; fused: weights in model.onnx.data beside it
+    for layout in ["merged", "fused"] {
+        let cache =
+            std::env::temp_dir().join(format!("gptrt-optimized-{layout}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let runtime = Runtime::builder()
+            .optimized_cache_dir(&cache)
+            .build()
+            .unwrap();
+        let first = Model::load_with(&runtime, tiny().join(layout)).unwrap();
+        let mut saved: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        saved.sort();
+        assert_eq!(
+            saved.len(),
+            2,
+            "{layout}: one optimised graph and its weights saved: {saved:?}"
+        );
+        let graph = &saved[0];
+        assert!(graph.to_string_lossy().ends_with(".optimized.onnx"));
+        assert_eq!(
+            saved[1].file_name().unwrap().to_string_lossy(),
+            format!("{}.data", graph.file_name().unwrap().to_string_lossy()),
+            "{layout}: the weights sit beside the cached graph"
+        );
+        let modified = std::fs::metadata(graph).unwrap().modified().unwrap();
+        let second = Model::load_with(&runtime, tiny().join(layout)).unwrap();
+        assert_eq!(
+            std::fs::metadata(graph).unwrap().modified().unwrap(),
+            modified,
+            "{layout}: reused, not rewritten"
+        );
+        let a = first.generate("Once upon a time", &greedy(12)).unwrap();
+        let b = second.generate("Once upon a time", &greedy(12)).unwrap();
+        assert_eq!(a.token_ids, b.token_ids, "{layout}");
+        assert_eq!(
+            a.token_ids,
+            common::reference().cases[1].greedy_ids[..12],
+            "{layout}"
+        );
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
 }
