@@ -203,18 +203,16 @@ impl Runtime {
                 .unwrap_or_default();
             builder = builder
                 .with_optimized_model_path(cache)
-                .and_then(|b| {
-                    b.with_config_entry(
-                        "session.optimized_model_external_initializers_file_name",
-                        weights_name,
-                    )
-                })
-                .and_then(|b| {
-                    b.with_config_entry(
-                        "session.optimized_model_external_initializers_min_size_in_bytes",
-                        "1024",
-                    )
-                })
+                .map_err(|e| Error::ort(context(), e))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    weights_name,
+                )
+                .map_err(|e| Error::ort(context(), e))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
                 .map_err(|e| Error::ort(context(), e))?;
         }
         let mut skipped = Vec::new();
