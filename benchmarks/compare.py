@@ -15,7 +15,10 @@ Systems, each skipped with a reason when it is not installed:
   llama.cpp     llama-bench / llama-batched-bench built by benchmarks/llama_cpp.sh (GGUF f32,
                 q8_0, q4_0 of the same checkpoint)
 
-Precisions: fp32 (models/make_fixtures.py --preset small), int8 and int4 (models/quantize.py).
+Graphs (--graph): fused (default: models/export_fused.py of the checkpoint, gptrt's fast path) or
+optimum (models/make_fixtures.py --preset small); with fused, gptrt and the Python loop also run
+optimum's export single-stream (systems gptrt@optimum, python-ort@optimum).
+Precisions: fp32, int8 and int4 (models/quantize.py).
 Cases: single stream (prompt 4, 128 new tokens), prefill (prompt 512), batch 1/4/16 (aggregate
 decode tokens/s), context length (decode 64 tokens after 16/256/768 tokens). The machine's memory
 read bandwidth (examples/memory_bandwidth.rs) is measured in every round too: decode of a 124M fp32 model reads every weight
