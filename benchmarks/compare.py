@@ -429,7 +429,7 @@ def render(result, precisions) -> str:
     lines += ["", "## Targets (issue 7)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for name, value, goal in targets:
         met = "–" if value is None or goal is None else ("yes" if value >= goal else "**no**")
-        lines.append(f"| {name} | {fmt(value, 2)}x | {'report' if goal is None else f'>= {goal}x'} | {met} |")
+        lines.append(f"| {name} | {fmt(value, 3)}x | {'report' if goal is None else f'>= {goal}x'} | {met} |")
     rss = g("single", "fp32", "gptrt", 4, "peak_rss_mb")
     load = g("single", "fp32", "gptrt", 4, "load_s")
     ttft = g("single", "fp32", "gptrt", 4, "ttft_ms")
