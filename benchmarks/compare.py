@@ -51,11 +51,17 @@ GGUF = {"fp32": "gpt2-124m-f32.gguf", "int8": "gpt2-124m-q8_0.gguf", "int4": "gp
 EXPORTS = {
     "fused": {"fp32": WORK / "fused-small" / "single", "int8": WORK / "fused-small-int8" / "single",
               "int4": WORK / "fused-small-int4" / "single"},
+    "fused-shared": {"fp32": WORK / "fused-small-shared" / "single",
+                     "int8": WORK / "fused-small-shared-int8" / "single",
+                     "int4": WORK / "fused-small-shared-int4" / "single"},
     "optimum": {"fp32": WORK / "small-random-gpt2" / "single", "int8": WORK / "small-random-gpt2-int8" / "single",
                 "int4": WORK / "small-random-gpt2-int4" / "single"},
 }
 # the systems that also run the other export (single stream and prefill), to show what the graph buys
 ON_OPTIMUM = {"gptrt": "gptrt@optimum", "python-ort": "python-ort@optimum"}
+# gptrt on export_fused.py --shared-kv (past and present one buffer, bound in place; only gptrt
+# binds it): single stream, batches and contexts, next to gptrt on the plain fused graph
+SHARED_KV = "gptrt@shared-kv"
 CHECKPOINT = WORK / "small-random-gpt2-checkpoint"
 BATCHES = [1, 4, 16]
 CONTEXTS = [16, 256, 768]
@@ -242,6 +248,8 @@ def main() -> None:
         else:
             skipped[f"onnx {p}"] = f"{onnx[p]} missing (models/quantize.py makes it)"
     side_by_side = {p for p in precisions if args.graph != "optimum" and (optimum[p] / "model.onnx").exists()}
+    shared = EXPORTS["fused-shared"]
+    with_shared = {p for p in precisions if args.graph == "fused" and (shared[p] / "model.onnx").exists()}
 
     subprocess.run([str(ROOT / "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
     log("building gptrt and the bare ort loop (release)")
@@ -289,13 +297,20 @@ def main() -> None:
                 cases.append(transformers_case(python, t, prompt, new, kind, param))
         if systems["llama.cpp"]:
             cases.extend(llama_bench_cases(bench, p, t))
+        if p in with_shared:
+            cases.append(gptrt_case(gptrt, shared[p], p, t, 4, NEW_TOKENS, 1, "single", 4, SHARED_KV))
         for b in BATCHES[1:]:
             cases.append(gptrt_case(gptrt, m, p, t, 4, NEW_TOKENS, b, "batch", b))
+            if p in with_shared:
+                cases.append(gptrt_case(gptrt, shared[p], p, t, 4, NEW_TOKENS, b, "batch", b, SHARED_KV))
         if systems["llama.cpp"]:
             cases.append(llama_batched_case(batched, p, t))
         if p == "fp32":
             for c in CONTEXTS:
                 cases.append(gptrt_case(gptrt, m, p, t, c, CONTEXT_NEW_TOKENS, 1, "context", c))
+                if p in with_shared:
+                    cases.append(gptrt_case(gptrt, shared[p], p, t, c, CONTEXT_NEW_TOKENS, 1, "context", c,
+                                            SHARED_KV))
                 if systems["python-ort"]:
                     cases.append(python_case(python, m, p, t, c, CONTEXT_NEW_TOKENS, "context", c))
 
@@ -381,7 +396,7 @@ def render(result, precisions) -> str:
               "|---|---|---:|---:|---:|---:|"]
     for p in precisions:
         ours = g("single", p, "gptrt", 4, "decode")
-        for s in ["gptrt", "bare-ort", "python-ort", *ON_OPTIMUM.values(), "transformers", "llama.cpp"]:
+        for s in ["gptrt", SHARED_KV, "bare-ort", "python-ort", *ON_OPTIMUM.values(), "transformers", "llama.cpp"]:
             d = g("single", p, s, 4, "decode")
             pre = g("prefill", p, s, PREFILL_TOKENS, "prefill") if s != "llama.cpp" else g("single", p, s, 4, "prefill")
             if d is None and pre is None:
@@ -389,19 +404,21 @@ def render(result, precisions) -> str:
             lines.append(f"| {p} | {s} | {fmt(d)} | {spread(result, 'single', p, s, 4, 'decode')} | {fmt(pre)} | "
                          f"{fmt(ratio(ours, d), 2)}x |")
     lines += ["", "## Batched decode (aggregate tok/s over all sequences; prompt 4, 128 new tokens)", "",
-              "| precision | batch | gptrt | llama.cpp | gptrt / llama.cpp | gptrt vs its batch 1 |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| precision | batch | gptrt | gptrt shared-kv | llama.cpp | gptrt / llama.cpp | gptrt vs its batch 1 |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for p in precisions:
         one = g("single", p, "gptrt", 4, "decode")
         for b in BATCHES:
             ours = one if b == 1 else g("batch", p, "gptrt", b, "decode")
+            kv = g("single", p, SHARED_KV, 4, "decode") if b == 1 else g("batch", p, SHARED_KV, b, "decode")
             theirs = g("batch", p, "llama.cpp", "all", f"decode@{b}")
-            lines.append(f"| {p} | {b} | {fmt(ours)} | {fmt(theirs)} | {fmt(ratio(ours, theirs), 2)}x | "
+            lines.append(f"| {p} | {b} | {fmt(ours)} | {fmt(kv)} | {fmt(theirs)} | {fmt(ratio(ours, theirs), 2)}x | "
                          f"{fmt(ratio(ours, one), 2)}x |")
     lines += ["", f"## Decode vs context length (fp32, {CONTEXT_NEW_TOKENS} new tokens after the context)", "",
-              "| context | gptrt | python-ort | llama.cpp |", "|---:|---:|---:|---:|"]
+              "| context | gptrt | gptrt shared-kv | python-ort | llama.cpp |", "|---:|---:|---:|---:|---:|"]
     for c in CONTEXTS:
         lines.append(f"| {c} | {fmt(g('context', 'fp32', 'gptrt', c, 'decode'))} | "
+                     f"{fmt(g('context', 'fp32', SHARED_KV, c, 'decode'))} | "
                      f"{fmt(g('context', 'fp32', 'python-ort', c, 'decode'))} | "
                      f"{fmt(g('context', 'fp32', 'llama.cpp', 'all', f'decode@{c}'))} |")
     f32 = g("single", "fp32", "gptrt", 4, "decode")
@@ -419,6 +436,10 @@ def render(result, precisions) -> str:
     for p in precisions:
         targets.append((f"{p} batch 16 aggregate vs llama.cpp 16 sequences",
                         ratio(g("batch", p, "gptrt", 16, "decode"), g("batch", p, "llama.cpp", "all", "decode@16")), 1.5))
+        if g("batch", p, SHARED_KV, 16, "decode") is not None:
+            targets.append((f"{p} batch 16 aggregate, shared-kv graph, vs llama.cpp 16 sequences",
+                            ratio(g("batch", p, SHARED_KV, 16, "decode"),
+                                  g("batch", p, "llama.cpp", "all", "decode@16")), 1.5))
     for p in precisions:
         targets.append((f"{p} decode: {graph} export vs optimum's (report only)",
                         ratio(g("single", p, "gptrt", 4, "decode"), g("single", p, ON_OPTIMUM["gptrt"], 4, "decode")),
@@ -476,7 +497,7 @@ def chart(result, precisions, png: Path, python: str) -> None:
     left.set_title("decode throughput vs batch size")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    for system, style in [("gptrt", "o-"), ("python-ort", "^-"), ("llama.cpp", "s--")]:
+    for system, style in [("gptrt", "o-"), (SHARED_KV, "D-"), ("python-ort", "^-"), ("llama.cpp", "s--")]:
         if system == "llama.cpp":
             ys = [g("context", "fp32", system, "all", f"decode@{c}") for c in CONTEXTS]
         else:

@@ -28,6 +28,11 @@ It is written with onnx.helper (no torch.onnx trace), opset 18 + com.microsoft 1
 The padding mask is Cast(attention_mask, int32) once, shared by every layer; MultiHeadAttention's
 CPU kernel combines it with the causal (unidirectional) mask, counting the past positions.
 
+--shared-kv writes a variant whose MultiHeadAttention nodes read and write one KV buffer in place:
+past_key_values.N.* and present.N.* are [B,H,capacity,D], an int32 [1] input past_sequence_length
+says how many positions are filled, and logits_to_keep becomes a plain (required) input. The caller
+binds the same memory as past input and present output (ONNX Runtime IO binding), so no step copies
+the cache; gptrt detects the variant by its past_sequence_length input.
 The weights go to model.onnx.data beside the graph (ONNX external data; --single-file keeps them
 inside): ONNX Runtime maps them instead of parsing them out of the protobuf, so the 124M graph loads
 ~4x faster. config.json and generation_config.json come from the checkpoint, tokenizer.json from the checkpoint
@@ -65,6 +70,7 @@ VERIFY_PROMPTS = ["Hello world", "Once upon a time", "Grüße aus Köln — naï
 VERIFY_BATCH = ["Hello world", "I love 🦀 and 🐍!"]
 VERIFY_NEW_TOKENS = 20
 LOGITS_TO_KEEP = "logits_to_keep"
+PAST_SEQUENCE_LENGTH = "past_sequence_length"
 
 
 def log(msg: str) -> None:
@@ -88,7 +94,7 @@ def load_weights(checkpoint: Path):
     return cfg, weights
 
 
-def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
+def build_graph(cfg, w: dict[str, np.ndarray], shared_kv: bool = False) -> onnx.ModelProto:
     n_layer, n_head, hidden = cfg.n_layer, cfg.n_head, cfg.n_embd
     head_dim, vocab, eps = hidden // n_head, cfg.vocab_size, float(cfg.layer_norm_epsilon)
     inits: list[onnx.TensorProto] = []
@@ -136,7 +142,8 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
         node("Split", [f"{p}.qkv", split_sizes], [f"{p}.q", f"{p}.k", f"{p}.v"], f"{p}.attn/Split", axis=-1)
         node("MultiHeadAttention",
              [f"{p}.q", f"{p}.k", f"{p}.v", const(f"{p}.attn.c_attn.bias", w[f"{p}.attn.c_attn.bias"]),
-              "mask_int32", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value"],
+              "mask_int32", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",
+              *([PAST_SEQUENCE_LENGTH] if shared_kv else [])],
              [f"{p}.attn_out", f"present.{i}.key", f"present.{i}.value"], f"{p}.attn/MultiHeadAttention",
              MS_DOMAIN, num_heads=n_head, unidirectional=1, scale=1.0 / float(np.sqrt(head_dim)))
         node("MatMul", [f"{p}.attn_out", const(f"{p}.attn.c_proj.weight", w[f"{p}.attn.c_proj.weight"])],
@@ -172,12 +179,13 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
     ]
     value_info.append(helper.make_tensor_value_info(
         "ln_f_kept", TensorProto.FLOAT, ["batch_size", "logits_sequence_length", hidden]))
-    inits.append(numpy_helper.from_array(np.array(0, dtype=np.int64), LOGITS_TO_KEEP))
+    if not shared_kv:  # IO binding cannot feed an overridable initializer: a plain input there
+        inits.append(numpy_helper.from_array(np.array(0, dtype=np.int64), LOGITS_TO_KEEP))
     node("MatMul", ["ln_f_kept", const("lm_head.weight_T", w["wte.weight"].T)], ["logits"], "lm_head/MatMul")
 
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
-    kv_in = ["batch_size", n_head, "past_sequence_length", head_dim]
-    kv_out = ["batch_size", n_head, "past_sequence_length + sequence_length", head_dim]
+    kv_in = ["batch_size", n_head, "max_sequence_length" if shared_kv else "past_sequence_length", head_dim]
+    kv_out = kv_in if shared_kv else ["batch_size", n_head, "past_sequence_length + sequence_length", head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"])]
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "logits_sequence_length", vocab])]
     for i in range(n_layer):
@@ -191,6 +199,8 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
         # listed as an input and given an initializer: optional, 0 unless the caller feeds it
         helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, []),
     ]
+    if shared_kv:
+        inputs.append(helper.make_tensor_value_info(PAST_SEQUENCE_LENGTH, TensorProto.INT32, [1]))
     graph = helper.make_graph(nodes, "gpt2_fused", inputs, outputs, initializer=inits, value_info=value_info)
     model = helper.make_model(graph, producer_name="gptrt export_fused.py",
                               opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])
@@ -198,9 +208,9 @@ def build_graph(cfg, w: dict[str, np.ndarray]) -> onnx.ModelProto:
     return model
 
 
-def export(checkpoint: Path, out: Path, tokenizer: Path, external: bool) -> None:
+def export(checkpoint: Path, out: Path, tokenizer: Path, external: bool, shared_kv: bool) -> None:
     cfg, weights = load_weights(checkpoint)
-    model = build_graph(cfg, weights)
+    model = build_graph(cfg, weights, shared_kv)
     onnx.checker.check_model(model)
     out.mkdir(parents=True, exist_ok=True)
     save_onnx(model, out / "model.onnx", external)
@@ -319,6 +329,10 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder (model.onnx + config + tokenizer)")
     ap.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's, else models/gpt2-tokenizer/)")
     ap.add_argument("--verify", action="store_true", help="check the graph against transformers afterwards")
+    ap.add_argument("--shared-kv", action="store_true",
+                    help="past and present share one buffer (a past_sequence_length input; past/present "
+                         "[B,H,capacity,D]); the caller must bind the same memory to both (gptrt does). "
+                         "--verify does not cover this variant: the Rust tests do")
     ap.add_argument("--single-file", action="store_true",
                     help="keep the weights inside model.onnx (default: model.onnx.data beside it, which loads "
                          "~4x faster)")
@@ -330,7 +344,10 @@ def main() -> None:
     tokenizer = Path(args.tokenizer) if args.tokenizer else (
         checkpoint / "tokenizer.json" if (checkpoint / "tokenizer.json").exists() else DEFAULT_TOKENIZER)
     if not args.verify_only:
-        export(checkpoint, out, tokenizer, external=not args.single_file)
+        export(checkpoint, out, tokenizer, external=not args.single_file, shared_kv=args.shared_kv)
+    if args.shared_kv and (args.verify or args.verify_only):
+        sys.exit("error: --verify runs the graph without IO binding, which --shared-kv needs; "
+                 "verify the plain export, the Rust tests run the shared one")
     if (args.verify or args.verify_only) and not verify(checkpoint, out, tokenizer, args.atol, args.threads):
         sys.exit(1)
 

@@ -609,6 +609,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
                 "inputs": tensors(&signature.inputs),
                 "outputs": tensors(&signature.outputs),
                 "logits_to_keep": signature.has_logits_to_keep,
+                "shares_kv_buffer": signature.shares_kv_buffer,
             })
         })
         .collect();
@@ -664,8 +665,11 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
                 );
             }
         }
-        if signature.has_logits_to_keep {
+        if signature.has_logits_to_keep && !signature.logits_to_keep_is_input {
             say!("  option  logits_to_keep               Int64    [] (fed 1 when generating: the LM head runs on the last position only)");
+        }
+        if signature.shares_kv_buffer {
+            say!("  kv      one past/present buffer per layer, bound in place: a step writes only its new positions");
         }
     }
     Ok(())

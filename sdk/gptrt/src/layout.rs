@@ -82,10 +82,19 @@ pub struct Signature {
     /// The graph has the optional int64 scalar `logits_to_keep` (an overridable initializer, as
     /// `models/export_fused.py` writes it): fed 1, it computes the last position's logits only.
     pub has_logits_to_keep: bool,
+    /// `logits_to_keep` is a plain input without a default (as `export_fused.py --shared-kv` writes
+    /// it, since IO binding cannot feed an overridable initializer): it is fed on every step.
+    pub logits_to_keep_is_input: bool,
+    /// The graph has `past_sequence_length` (`export_fused.py --shared-kv`): past and present are
+    /// one `[batch, heads, capacity, head_dim]` buffer per layer, bound as both input and output, so
+    /// a step writes only its new positions instead of copying the whole cache.
+    pub shares_kv_buffer: bool,
 }
 
 /// The optional input that limits the LM head to the last N positions (0 = all).
 pub(crate) const LOGITS_TO_KEEP: &str = "logits_to_keep";
+/// The input of a shared-buffer graph that says how many cache positions are filled.
+pub(crate) const PAST_SEQUENCE_LENGTH: &str = "past_sequence_length";
 
 pub(crate) fn past_name(layer: usize, key: bool) -> String {
     format!(
@@ -116,6 +125,7 @@ impl Signature {
         let mut inputs = Vec::new();
         let mut has_past_tensor = vec![false; config.n_layer * 2];
         let mut flags = (false, false, false, false); // input_ids, attention_mask, position_ids, use_cache_branch
+        let (mut logits_to_keep_input, mut shares_kv_buffer) = (false, false);
         for outlet in session.inputs() {
             let name = outlet.name();
             let (element_type, shape, ty) = describe(outlet.dtype());
@@ -144,6 +154,14 @@ impl Signature {
                 "use_cache_branch" => {
                     expect(TensorElementType::Bool)?;
                     flags.3 = true;
+                }
+                LOGITS_TO_KEEP => {
+                    expect(TensorElementType::Int64)?;
+                    logits_to_keep_input = true;
+                }
+                PAST_SEQUENCE_LENGTH => {
+                    expect(TensorElementType::Int32)?;
+                    shares_kv_buffer = true;
                 }
                 _ => {
                     let slot = (0..config.n_layer).find_map(|layer| {
@@ -197,6 +215,11 @@ impl Signature {
             return Err(layout_error(
                 "input `use_cache_branch` without past_key_values inputs".to_string(),
             ));
+        }
+        if shares_kv_buffer && (!has_past || flags.3) {
+            return Err(layout_error(format!(
+                "input `{PAST_SEQUENCE_LENGTH}` (a shared past/present buffer) needs past_key_values inputs and no `use_cache_branch`"
+            )));
         }
 
         let mut outputs = Vec::new();
@@ -257,13 +280,16 @@ impl Signature {
             has_use_cache_branch: flags.3,
             has_past,
             has_present: has_present.iter().all(|&present| present),
-            has_logits_to_keep: session.overridable_initializers().iter().any(|initializer| {
-                initializer.name() == LOGITS_TO_KEEP
-                    && matches!(
-                        initializer.dtype(),
-                        ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.is_empty()
-                    )
-            }),
+            has_logits_to_keep: logits_to_keep_input
+                || session.overridable_initializers().iter().any(|initializer| {
+                    initializer.name() == LOGITS_TO_KEEP
+                        && matches!(
+                            initializer.dtype(),
+                            ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.is_empty()
+                        )
+                }),
+            logits_to_keep_is_input: logits_to_keep_input,
+            shares_kv_buffer,
         })
     }
 }

@@ -9,7 +9,9 @@ use ort::value::{DynValue, Tensor, TensorRef};
 
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::layout::{past_name, present_name, Layout, Signature, LOGITS_TO_KEEP};
+use crate::layout::{
+    past_name, present_name, Layout, Signature, LOGITS_TO_KEEP, PAST_SEQUENCE_LENGTH,
+};
 use crate::provider::ProviderChoice;
 use crate::runtime::Runtime;
 use crate::tokenizer::Tokenizer;
@@ -64,15 +66,102 @@ impl Graph {
 }
 
 /// The key/value cache of a batch: one tensor per layer and kind, `[batch, heads, length, head_dim]`,
-/// owned values returned by the previous step and fed back without copying.
+/// owned values returned by the previous step and fed back without copying; or, for graphs that
+/// share the past/present buffer, [`SharedKv`].
 #[derive(Default)]
 pub(crate) struct KvCache {
     values: Vec<DynValue>,
+    shared: Option<SharedKv>,
+}
+
+/// The cache of a shared-buffer graph (`Signature::shares_kv_buffer`): one ONNX Runtime tensor per
+/// layer and kind, `[batch, heads, capacity, head_dim]`, bound as both the past input and the present
+/// output, so each step writes only its new positions. The first `len` positions are filled.
+struct SharedKv {
+    tensors: Vec<Tensor<f32>>,
+    batch: usize,
+    heads: usize,
+    head_dim: usize,
+    capacity: usize,
+    len: usize,
+}
+
+/// One cache tensor as a plain `[batch, heads, len, head_dim]` array.
+type Contiguous = (Vec<i64>, Vec<f32>);
+
+impl SharedKv {
+    /// Room for `needed` positions and then some: growing copies the cache once, so it leaves a
+    /// quarter (at least 64 positions) of headroom.
+    fn capacity_for(needed: usize) -> usize {
+        (needed + (needed / 4).max(64)).div_ceil(64) * 64
+    }
+
+    /// Cache tensors for `batch` rows holding `parts` (each `[batch, heads, len, head_dim]`,
+    /// possibly empty), with room for `capacity` positions.
+    fn from_contiguous(
+        parts: Vec<Contiguous>,
+        heads: usize,
+        head_dim: usize,
+        capacity: usize,
+    ) -> Result<SharedKv> {
+        let err = |e| Error::ort("allocating the shared KV cache", e);
+        let (mut batch, mut len) = (0, 0);
+        let mut tensors = Vec::with_capacity(parts.len());
+        for (dims, data) in parts {
+            batch = dims[0] as usize;
+            len = dims[2] as usize;
+            let capacity = capacity.max(len);
+            let allocator = ort::memory::Allocator::default();
+            let mut tensor =
+                Tensor::<f32>::new(&allocator, [batch, heads, capacity, head_dim]).map_err(err)?;
+            let (_, buffer) = tensor.extract_tensor_mut();
+            // ONNX Runtime allocates uninitialised memory; positions past `len` are never read,
+            // but zeros keep a stray read finite.
+            buffer.fill(0.0);
+            if len > 0 {
+                for (row, block) in data.chunks_exact(len * head_dim).enumerate() {
+                    let at = row * capacity * head_dim;
+                    buffer[at..at + block.len()].copy_from_slice(block);
+                }
+            }
+            tensors.push(tensor);
+        }
+        Ok(SharedKv {
+            tensors,
+            batch,
+            heads,
+            head_dim,
+            capacity: capacity.max(len),
+            len,
+        })
+    }
+
+    /// Every tensor's filled positions as `[batch, heads, len, head_dim]` arrays.
+    fn contiguous(&self) -> Vec<Contiguous> {
+        let (len, width) = (self.len, self.head_dim);
+        let dims = vec![
+            self.batch as i64,
+            self.heads as i64,
+            len as i64,
+            width as i64,
+        ];
+        self.tensors
+            .iter()
+            .map(|tensor| {
+                let (_, data) = tensor.extract_tensor();
+                let mut out = Vec::with_capacity(self.batch * self.heads * len * width);
+                for block in data.chunks_exact(self.capacity * width) {
+                    out.extend_from_slice(&block[..len * width]);
+                }
+                (dims.clone(), out)
+            })
+            .collect()
+    }
 }
 
 impl KvCache {
     fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.shared.is_none()
     }
 
     /// Apply `f` to every cache tensor's `(shape, data)`, replacing the tensor with its result.
@@ -81,6 +170,21 @@ impl KvCache {
         what: &str,
         mut f: impl FnMut(&[i64], &[f32]) -> (Vec<i64>, Vec<f32>),
     ) -> Result<()> {
+        if let Some(shared) = self.shared.take() {
+            let parts: Vec<Contiguous> = shared
+                .contiguous()
+                .into_iter()
+                .map(|(dims, data)| f(&dims, &data))
+                .collect();
+            let len = parts.first().map_or(0, |(dims, _)| dims[2] as usize);
+            self.shared = Some(SharedKv::from_contiguous(
+                parts,
+                shared.heads,
+                shared.head_dim,
+                SharedKv::capacity_for(len + 1).max(shared.capacity),
+            )?);
+            return Ok(());
+        }
         for value in &mut self.values {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
@@ -135,6 +239,30 @@ impl KvCache {
 
     /// Append another cache's rows (same sequence length) after this one's.
     pub(crate) fn append_rows(&mut self, other: KvCache) -> Result<()> {
+        if let (Some(mine), Some(theirs)) = (&self.shared, &other.shared) {
+            if mine.len != theirs.len || mine.tensors.len() != theirs.tensors.len() {
+                return Err(Error::UnexpectedOutput {
+                    tensor: "present".to_string(),
+                    message: format!(
+                        "cannot merge shared caches of {} and {} positions",
+                        mine.len, theirs.len
+                    ),
+                });
+            }
+            let parts = mine
+                .contiguous()
+                .into_iter()
+                .zip(theirs.contiguous())
+                .map(|((mut dims, mut data), (extra_dims, extra))| {
+                    dims[0] += extra_dims[0];
+                    data.extend_from_slice(&extra);
+                    (dims, data)
+                })
+                .collect();
+            let (heads, head_dim, capacity) = (mine.heads, mine.head_dim, mine.capacity);
+            self.shared = Some(SharedKv::from_contiguous(parts, heads, head_dim, capacity)?);
+            return Ok(());
+        }
         if self.values.len() != other.values.len() {
             return Err(Error::UnexpectedOutput {
                 tensor: "present".to_string(),
@@ -167,14 +295,15 @@ impl KvCache {
     /// Rebuild the cache so that row `i` holds the old row `rows[i]` (beam search reordering).
     /// Copies only when the order actually changes.
     pub(crate) fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
-        let batch = match self.values.first() {
-            Some(value) => {
+        let batch = match (&self.shared, self.values.first()) {
+            (Some(shared), _) => shared.batch,
+            (None, Some(value)) => {
                 value
                     .try_extract_tensor::<f32>()
                     .map_err(|e| Error::ort("reordering the KV cache", e))?
                     .0[0] as usize
             }
-            None => return Ok(()),
+            (None, None) => return Ok(()),
         };
         if rows.len() == batch && rows.iter().enumerate().all(|(i, &row)| i == row) {
             return Ok(());
@@ -625,6 +754,9 @@ impl Model {
         let ort_err = |e: ort::Error| Error::ort(context(), e);
         let (batch, seq) = (input.batch, input.seq);
         let past_len = input.attention_mask.len() / batch - seq;
+        if signature.shares_kv_buffer {
+            return self.forward_shared(graph, input, cache, logits, all_positions);
+        }
 
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(signature.inputs.len());
@@ -654,9 +786,10 @@ impl Model {
             let use_cache = Tensor::from_array(([1usize], vec![!first_step])).map_err(ort_err)?;
             inputs.push(("use_cache_branch".into(), use_cache.into()));
         }
-        if signature.has_logits_to_keep && !all_positions {
-            let last_only = Tensor::from_array(([0usize; 0], vec![1i64])).map_err(ort_err)?;
-            inputs.push((LOGITS_TO_KEEP.into(), last_only.into()));
+        if signature.has_logits_to_keep && (signature.logits_to_keep_is_input || !all_positions) {
+            let keep = Tensor::from_array(([0usize; 0], vec![i64::from(!all_positions)]))
+                .map_err(ort_err)?;
+            inputs.push((LOGITS_TO_KEEP.into(), keep.into()));
         }
         if signature.has_past {
             let layers = self.config.n_layer;
@@ -675,13 +808,43 @@ impl Model {
 
         let mut session = graph.session();
         let mut outputs = session.run(inputs).map_err(ort_err)?;
-        let logits_value = outputs
+        self.read_logits(&outputs, input, logits, all_positions, &context)?;
+        if self.uses_cache() {
+            cache.values.clear();
+            for slot in 0..self.config.n_layer * 2 {
+                let name = present_name(slot / 2, slot % 2 == 0);
+                let value = outputs
+                    .remove(&name)
+                    .ok_or_else(|| Error::UnexpectedOutput {
+                        tensor: name.clone(),
+                        message: "missing from the run's outputs".to_string(),
+                    })?;
+                cache.values.push(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy the logits a step needs out of its outputs: the last position of each row, or every
+    /// position when `all_positions`.
+    fn read_logits(
+        &self,
+        outputs: &ort::session::SessionOutputs<'_>,
+        input: &StepInput<'_>,
+        logits: &mut Vec<f32>,
+        all_positions: bool,
+        context: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let (batch, seq) = (input.batch, input.seq);
+        let value = outputs
             .get("logits")
             .ok_or_else(|| Error::UnexpectedOutput {
                 tensor: "logits".to_string(),
                 message: "missing from the run's outputs".to_string(),
             })?;
-        let (shape, data) = logits_value.try_extract_tensor::<f32>().map_err(ort_err)?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::ort(context(), e))?;
         let vocab = self.config.vocab_size;
         let out_seq = shape.get(1).copied().unwrap_or(-1);
         if shape.len() != 3
@@ -704,19 +867,118 @@ impl Model {
                 logits.extend_from_slice(&data[last..last + vocab]);
             }
         }
-        if self.uses_cache() {
-            cache.values.clear();
-            for slot in 0..self.config.n_layer * 2 {
-                let name = present_name(slot / 2, slot % 2 == 0);
-                let value = outputs
-                    .remove(&name)
-                    .ok_or_else(|| Error::UnexpectedOutput {
-                        tensor: name.clone(),
-                        message: "missing from the run's outputs".to_string(),
-                    })?;
-                cache.values.push(value);
+        Ok(())
+    }
+
+    /// [`Model::forward_positions`] for a shared-buffer graph: the cache tensors are bound as both
+    /// past inputs and present outputs (ONNX Runtime IO binding), so the step writes only its new
+    /// positions into them.
+    fn forward_shared(
+        &self,
+        graph: &Graph,
+        input: &StepInput<'_>,
+        cache: &mut KvCache,
+        logits: &mut Vec<f32>,
+        all_positions: bool,
+    ) -> Result<()> {
+        let context = || format!("running {}", graph.path.display());
+        let ort_err = |e: ort::Error| Error::ort(context(), e);
+        let (batch, seq) = (input.batch, input.seq);
+        let past_len = input.attention_mask.len() / batch - seq;
+        let (heads, head_dim) = (self.config.n_head, self.config.head_dim());
+        let shared = match cache.shared.take() {
+            None => {
+                let empty = (
+                    vec![batch as i64, heads as i64, 0, head_dim as i64],
+                    Vec::new(),
+                );
+                SharedKv::from_contiguous(
+                    vec![empty; self.config.n_layer * 2],
+                    heads,
+                    head_dim,
+                    SharedKv::capacity_for(seq),
+                )?
             }
+            Some(shared) if shared.batch != batch || shared.len != past_len => {
+                return Err(Error::UnexpectedOutput {
+                    tensor: "present".to_string(),
+                    message: format!(
+                        "the shared KV cache holds {} rows x {} positions, the step expects {batch} x {past_len}",
+                        shared.batch, shared.len
+                    ),
+                })
+            }
+            Some(shared) if past_len + seq > shared.capacity => SharedKv::from_contiguous(
+                shared.contiguous(),
+                heads,
+                head_dim,
+                SharedKv::capacity_for(past_len + seq),
+            )?,
+            Some(shared) => shared,
+        };
+        let shared = cache.shared.insert(shared);
+
+        let mut session = graph.session();
+        let mut binding = session.create_binding().map_err(ort_err)?;
+        let owned_i64 =
+            |shape: [usize; 2], data: &[i64]| Tensor::from_array((shape, data.to_vec()));
+        binding
+            .bind_input(
+                "input_ids",
+                &owned_i64([batch, seq], input.input_ids).map_err(ort_err)?,
+            )
+            .map_err(ort_err)?;
+        binding
+            .bind_input(
+                "attention_mask",
+                &owned_i64([batch, past_len + seq], input.attention_mask).map_err(ort_err)?,
+            )
+            .map_err(ort_err)?;
+        if graph.signature.has_position_ids {
+            binding
+                .bind_input(
+                    "position_ids",
+                    &owned_i64([batch, seq], input.position_ids).map_err(ort_err)?,
+                )
+                .map_err(ort_err)?;
         }
+        let filled = i32::try_from(past_len).map_err(|_| Error::ContextOverflow {
+            prompt_tokens: past_len,
+            n_positions: self.config.n_positions,
+        })?;
+        binding
+            .bind_input(
+                PAST_SEQUENCE_LENGTH,
+                &Tensor::from_array(([1usize], vec![filled])).map_err(ort_err)?,
+            )
+            .map_err(ort_err)?;
+        if graph.signature.has_logits_to_keep {
+            let keep = Tensor::from_array(([0usize; 0], vec![i64::from(!all_positions)]))
+                .map_err(ort_err)?;
+            binding.bind_input(LOGITS_TO_KEEP, &keep).map_err(ort_err)?;
+        }
+        for (slot, tensor) in shared.tensors.iter_mut().enumerate() {
+            let key = slot % 2 == 0;
+            binding
+                .bind_input(past_name(slot / 2, key), &*tensor)
+                .map_err(ort_err)?;
+            binding
+                .bind_output(present_name(slot / 2, key), &mut *tensor)
+                .map_err(ort_err)?;
+        }
+        let cpu = ort::memory::MemoryInfo::new(
+            ort::memory::AllocationDevice::CPU,
+            0,
+            ort::memory::AllocatorType::Device,
+            ort::memory::MemoryType::Default,
+        )
+        .map_err(ort_err)?;
+        binding
+            .bind_output_to_device("logits", &cpu)
+            .map_err(ort_err)?;
+        let outputs = session.run_binding(&binding).map_err(ort_err)?;
+        self.read_logits(&outputs, input, logits, all_positions, &context)?;
+        shared.len = past_len + seq;
         Ok(())
     }
 }

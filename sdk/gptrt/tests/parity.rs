@@ -13,14 +13,19 @@ fn every_layout_is_detected_from_its_graph() {
 }
 
 #[test]
-fn only_the_fused_export_limits_the_lm_head_to_the_last_position() {
+fn only_the_fused_exports_limit_the_lm_head_and_share_the_kv_buffer() {
     for (dir, _) in LAYOUTS {
         let model = load(dir);
         let limited = model
             .graphs()
             .iter()
             .any(|(_, signature)| signature.has_logits_to_keep);
-        assert_eq!(limited, dir == "fused", "{dir}");
+        assert_eq!(limited, dir.starts_with("fused"), "{dir}");
+        let shared = model
+            .graphs()
+            .iter()
+            .any(|(_, signature)| signature.shares_kv_buffer);
+        assert_eq!(shared, dir == "fused-shared", "{dir}");
     }
 }
 
@@ -197,4 +202,25 @@ fn generation_stops_when_the_context_window_is_full() {
         .remove(0);
     assert_eq!(out.token_ids.len(), 3);
     assert_eq!(out.stop_reason, StopReason::ContextFull);
+}
+
+#[test]
+fn the_shared_kv_buffer_grows_to_the_whole_window_and_agrees() {
+    // fused-shared starts with room for 64 positions and must grow (copying) on the way to 128
+    let plain = load("fused");
+    let shared = load("fused-shared");
+    let prompts = vec![vec![464u32, 3290, 257], vec![15496, 995]];
+    let config = greedy(plain.config().n_positions);
+    let expected = plain
+        .generate_ids(prompts.clone(), &config, &mut |_| true)
+        .unwrap();
+    let actual = shared
+        .generate_ids(prompts, &config, &mut |_| true)
+        .unwrap();
+    assert_eq!(actual.len(), 2);
+    for (a, e) in actual.iter().zip(&expected) {
+        assert!(a.token_ids.len() > 100, "{}", a.token_ids.len());
+        assert_eq!(a.token_ids, e.token_ids);
+        assert_eq!(a.stop_reason, e.stop_reason);
+    }
 }

@@ -17,7 +17,7 @@ pub fn tiny() -> PathBuf {
     fixtures().join("tiny-random-gpt2")
 }
 
-pub const LAYOUTS: [(&str, gptrt::Layout); 5] = [
+pub const LAYOUTS: [(&str, gptrt::Layout); 6] = [
     ("single", gptrt::Layout::Single),
     ("split", gptrt::Layout::Split),
     ("merged", gptrt::Layout::Merged),
@@ -25,6 +25,8 @@ pub const LAYOUTS: [(&str, gptrt::Layout); 5] = [
     // models/export_fused.py: the single layout's interface over ONNX Runtime's fused ops
     // (MultiHeadAttention with past and padding mask, SkipLayerNormalization, FastGelu).
     ("fused", gptrt::Layout::Single),
+    // export_fused.py --shared-kv: one past/present buffer per layer, bound in place (IO binding)
+    ("fused-shared", gptrt::Layout::Single),
 ];
 
 #[derive(Debug, Deserialize)]
