@@ -467,7 +467,9 @@ impl Model {
     }
 
     /// Load a model from bytes in memory: `config.json`, `tokenizer.json`, optionally
-    /// `generation_config.json`, the graph, and for a split export the with-past graph.
+    /// `generation_config.json`, the graph, and for a split export the with-past graph. The graph
+    /// must hold its weights: one that keeps them in a `.data` file beside it (as
+    /// `models/export_fused.py` writes by default; `--single-file` does not) loads only from a folder.
     pub fn load_from_memory(runtime: &Runtime, files: &ModelBytes<'_>) -> Result<Model> {
         let dir = PathBuf::from("<memory>");
         let parse_error = |file: &str, message: String| Error::Config {
