@@ -419,6 +419,7 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     static char info[8192];
     OK(gptrt_model_info_json(fallback_model, info, sizeof info, &size));
     CHECK(strstr(info, "\"provider_skipped\":[{") != NULL, "skip reason reported: %s", info);
+    CHECK(strstr(info, "\"kv_cache\":\"host memory\"") != NULL, "KV cache location reported: %s", info);
     gptrt_model_free(fallback_model);
     EXPECT(gptrt_runtime_library_path(rt2, NULL, 0, &size), GPTRT_ERROR_BUFFER_TOO_SMALL);
     CHECK(size > 1, "library path size");

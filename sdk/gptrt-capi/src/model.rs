@@ -287,7 +287,8 @@ pub unsafe extern "C" fn gptrt_model_execution_provider(
 }
 
 /// A JSON object describing the model: `dir`, `layout`, `provider`, `provider_skipped` (each
-/// provider of the runtime's list that was skipped, with the reason), `config` (the `config.json`
+/// provider of the runtime's list that was skipped, with the reason), `kv_cache` (where the KV cache
+/// stays between steps: `host memory`, or a GPU's memory), `config` (the `config.json`
 /// fields gptrt uses), `generation_config` (the folder's defaults) and `graphs` (each file with its
 /// inputs and outputs), copied into `buffer` (NUL-terminated). `*out_size` receives the size
 /// needed (the NUL included), also when the status is `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass
@@ -333,6 +334,7 @@ pub unsafe extern "C" fn gptrt_model_info_json(
                 .iter()
                 .map(|(provider, reason)| serde_json::json!({"provider": provider.name(), "reason": reason}))
                 .collect::<Vec<_>>(),
+            "kv_cache": model.provider_choice().kv_cache_location(),
             "config": model.config(),
             "generation_config": model.generation_config(),
             "graphs": graphs,

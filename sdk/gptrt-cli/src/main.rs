@@ -621,6 +621,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
             "config": config,
             "provider": model.provider(),
             "provider_skipped": skipped_json(model.provider_choice()),
+            "kv_cache": model.provider_choice().kv_cache_location(),
             "load_seconds": load_seconds,
             "onnxruntime_library": runtime.library_path().display().to_string(),
             "graphs": graphs,
@@ -648,6 +649,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
     for (provider, reason) in &model.provider_choice().skipped {
         say!("  skipped  {provider}: {reason}");
     }
+    say!("kv cache:  {}", model.provider_choice().kv_cache_location());
     say!("runtime:   {}", runtime.library_path().display());
     say!("loaded in: {load_seconds:.3} s");
     for (path, signature) in model.graphs() {

@@ -170,6 +170,7 @@ fn inspect_reports_layout_dimensions_and_tensors() {
         "past_key_values.1.value",
         "present.0.key",
         "CPUExecutionProvider",
+        "kv cache:  host memory",
     ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }
@@ -177,6 +178,7 @@ fn inspect_reports_layout_dimensions_and_tensors() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["layout"], "no-past");
     assert_eq!(json["config"]["n_head"], 4);
+    assert_eq!(json["kv_cache"], "host memory");
 }
 
 #[test]

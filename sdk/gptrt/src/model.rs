@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor, TensorRef};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::value::{Tensor, TensorRef, TensorValueType};
 
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
@@ -66,12 +67,95 @@ impl Graph {
 }
 
 /// The key/value cache of a batch: one tensor per layer and kind, `[batch, heads, length, head_dim]`,
-/// owned values returned by the previous step and fed back without copying; or, for graphs that
-/// share the past/present buffer, [`SharedKv`].
+/// the previous step's present outputs fed back as the next step's past inputs without copying; or,
+/// for graphs that share the past/present buffer, [`SharedKv`]. Either way the tensors live on the
+/// [`CacheDevice`] of the session's provider.
 #[derive(Default)]
 pub(crate) struct KvCache {
-    values: Vec<DynValue>,
+    values: Vec<Tensor<f32>>,
     shared: Option<SharedKv>,
+}
+
+/// Where a session keeps its KV cache between steps: the memory of the device its provider runs
+/// on, so a GPU step neither downloads nor uploads the cache (for the CPU provider, host memory).
+/// Only the logits come back to the host.
+#[derive(Debug, Clone)]
+struct CacheDevice {
+    device: AllocationDevice<'static>,
+    id: i32,
+}
+
+impl CacheDevice {
+    fn for_provider(choice: &ProviderChoice) -> CacheDevice {
+        CacheDevice {
+            device: choice.provider.memory_device(),
+            id: choice.device_id,
+        }
+    }
+
+    /// Where `tensor` lives.
+    fn of(tensor: &Tensor<f32>) -> CacheDevice {
+        let info = tensor.memory_info();
+        CacheDevice {
+            device: AllocationDevice::new(info.allocation_device().as_str()),
+            id: info.device_id(),
+        }
+    }
+
+    fn is_host(&self) -> bool {
+        self.device == AllocationDevice::CPU
+    }
+
+    /// The session's allocator for this device (for the CPU, its arena).
+    fn allocator(&self, session: &Session) -> ort::Result<Allocator> {
+        let info = MemoryInfo::new(
+            self.device.clone(),
+            self.id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )?;
+        Allocator::new(session, info)
+    }
+
+    /// `tensor`, which is in host memory, on this device.
+    fn place(&self, tensor: Tensor<f32>) -> ort::Result<Tensor<f32>> {
+        if self.is_host() {
+            Ok(tensor)
+        } else {
+            tensor.to(self.device.clone(), self.id)
+        }
+    }
+}
+
+/// Run `f` on a cache tensor's shape and data in host memory: in place, or on a copy when the
+/// tensor lives on a device (the cache operations of batching and beam search run on the host).
+fn with_host_data<R>(
+    tensor: &Tensor<f32>,
+    what: &str,
+    f: impl FnOnce(&[i64], &[f32]) -> R,
+) -> Result<R> {
+    if tensor.memory_info().is_cpu_accessible() {
+        let (shape, data) = tensor.extract_tensor();
+        return Ok(f(shape, data));
+    }
+    let host = tensor
+        .to(AllocationDevice::CPU, 0)
+        .map_err(|e| Error::ort(format!("{what} the KV cache (copying it to the host)"), e))?;
+    let (shape, data) = host.extract_tensor();
+    Ok(f(shape, data))
+}
+
+/// A cache tensor holding `data` on `device`.
+fn cache_tensor(
+    dims: Vec<i64>,
+    data: Vec<f32>,
+    device: &CacheDevice,
+    what: &str,
+) -> Result<Tensor<f32>> {
+    let err = |e| Error::ort(format!("{what} the KV cache"), e);
+    device
+        .place(Tensor::from_array((dims, data)).map_err(err)?)
+        .map_err(err)
 }
 
 /// The cache of a shared-buffer graph (`Signature::shares_kv_buffer`): one ONNX Runtime tensor per
@@ -79,6 +163,7 @@ pub(crate) struct KvCache {
 /// output, so each step writes only its new positions. The first `len` positions are filled.
 struct SharedKv {
     tensors: Vec<Tensor<f32>>,
+    device: CacheDevice,
     batch: usize,
     heads: usize,
     head_dim: usize,
@@ -96,13 +181,14 @@ impl SharedKv {
         (needed + (needed / 4).max(64)).div_ceil(64) * 64
     }
 
-    /// Cache tensors for `batch` rows holding `parts` (each `[batch, heads, len, head_dim]`,
-    /// possibly empty), with room for `capacity` positions.
+    /// Cache tensors on `device` for `batch` rows holding `parts` (each
+    /// `[batch, heads, len, head_dim]`, possibly empty), with room for `capacity` positions.
     fn from_contiguous(
         parts: Vec<Contiguous>,
         heads: usize,
         head_dim: usize,
         capacity: usize,
+        device: CacheDevice,
     ) -> Result<SharedKv> {
         let err = |e| Error::ort("allocating the shared KV cache", e);
         let (mut batch, mut len) = (0, 0);
@@ -124,10 +210,12 @@ impl SharedKv {
                     buffer[at..at + block.len()].copy_from_slice(block);
                 }
             }
-            tensors.push(tensor);
+            // a copy made by ONNX Runtime, so it can be bound as an output like the host tensor
+            tensors.push(device.place(tensor).map_err(err)?);
         }
         Ok(SharedKv {
             tensors,
+            device,
             batch,
             heads,
             head_dim,
@@ -136,8 +224,8 @@ impl SharedKv {
         })
     }
 
-    /// Every tensor's filled positions as `[batch, heads, len, head_dim]` arrays.
-    fn contiguous(&self) -> Vec<Contiguous> {
+    /// Every tensor's filled positions as `[batch, heads, len, head_dim]` arrays in host memory.
+    fn contiguous(&self, what: &str) -> Result<Vec<Contiguous>> {
         let (len, width) = (self.len, self.head_dim);
         let dims = vec![
             self.batch as i64,
@@ -148,12 +236,13 @@ impl SharedKv {
         self.tensors
             .iter()
             .map(|tensor| {
-                let (_, data) = tensor.extract_tensor();
-                let mut out = Vec::with_capacity(self.batch * self.heads * len * width);
-                for block in data.chunks_exact(self.capacity * width) {
-                    out.extend_from_slice(&block[..len * width]);
-                }
-                (dims.clone(), out)
+                with_host_data(tensor, what, |_, data| {
+                    let mut out = Vec::with_capacity(self.batch * self.heads * len * width);
+                    for block in data.chunks_exact(self.capacity * width) {
+                        out.extend_from_slice(&block[..len * width]);
+                    }
+                    (dims.clone(), out)
+                })
             })
             .collect()
     }
@@ -172,7 +261,7 @@ impl KvCache {
     ) -> Result<()> {
         if let Some(shared) = self.shared.take() {
             let parts: Vec<Contiguous> = shared
-                .contiguous()
+                .contiguous(what)?
                 .into_iter()
                 .map(|(dims, data)| f(&dims, &data))
                 .collect();
@@ -182,17 +271,14 @@ impl KvCache {
                 shared.heads,
                 shared.head_dim,
                 SharedKv::capacity_for(len + 1).max(shared.capacity),
+                shared.device,
             )?);
             return Ok(());
         }
         for value in &mut self.values {
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::ort(format!("{what} the KV cache"), e))?;
-            let (dims, values) = f(shape, data);
-            *value = Tensor::from_array((dims, values))
-                .map_err(|e| Error::ort(format!("{what} the KV cache"), e))?
-                .into_dyn();
+            let device = CacheDevice::of(value);
+            let (dims, data) = with_host_data(value, what, &mut f)?;
+            *value = cache_tensor(dims, data, &device, what)?;
         }
         Ok(())
     }
@@ -250,9 +336,9 @@ impl KvCache {
                 });
             }
             let parts = mine
-                .contiguous()
+                .contiguous("merging")?
                 .into_iter()
-                .zip(theirs.contiguous())
+                .zip(theirs.contiguous("merging")?)
                 .map(|((mut dims, mut data), (extra_dims, extra))| {
                     dims[0] += extra_dims[0];
                     data.extend_from_slice(&extra);
@@ -260,7 +346,10 @@ impl KvCache {
                 })
                 .collect();
             let (heads, head_dim, capacity) = (mine.heads, mine.head_dim, mine.capacity);
-            self.shared = Some(SharedKv::from_contiguous(parts, heads, head_dim, capacity)?);
+            let device = mine.device.clone();
+            self.shared = Some(SharedKv::from_contiguous(
+                parts, heads, head_dim, capacity, device,
+            )?);
             return Ok(());
         }
         if self.values.len() != other.values.len() {
@@ -270,24 +359,21 @@ impl KvCache {
             });
         }
         for (value, extra) in self.values.iter_mut().zip(other.values) {
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::ort("merging the KV cache", e))?;
-            let (extra_shape, extra_data) = extra
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::ort("merging the KV cache", e))?;
+            let (shape, extra_shape) = (value.shape().to_vec(), extra.shape().to_vec());
             if shape[1..] != extra_shape[1..] {
                 return Err(Error::UnexpectedOutput {
                     tensor: "present".to_string(),
                     message: format!("cannot merge caches of shapes {shape:?} and {extra_shape:?}"),
                 });
             }
-            let mut dims = shape.to_vec();
+            let mut dims = shape;
             dims[0] += extra_shape[0];
-            let merged: Vec<f32> = data.iter().chain(extra_data).copied().collect();
-            *value = Tensor::from_array((dims, merged))
-                .map_err(|e| Error::ort("merging the KV cache", e))?
-                .into_dyn();
+            let merged = with_host_data(value, "merging", |_, data| {
+                with_host_data(&extra, "merging", |_, extra_data| {
+                    data.iter().chain(extra_data).copied().collect::<Vec<f32>>()
+                })
+            })??;
+            *value = cache_tensor(dims, merged, &CacheDevice::of(value), "merging")?;
         }
         Ok(())
     }
@@ -297,12 +383,7 @@ impl KvCache {
     pub(crate) fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
         let batch = match (&self.shared, self.values.first()) {
             (Some(shared), _) => shared.batch,
-            (None, Some(value)) => {
-                value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| Error::ort("reordering the KV cache", e))?
-                    .0[0] as usize
-            }
+            (None, Some(value)) => value.shape()[0] as usize,
             (None, None) => return Ok(()),
         };
         if rows.len() == batch && rows.iter().enumerate().all(|(i, &row)| i == row) {
@@ -809,7 +890,31 @@ impl Model {
         }
 
         let mut session = graph.session();
-        let mut outputs = session.run(inputs).map_err(ort_err)?;
+        // The presents are written straight into tensors on the cache's device, where the next
+        // step reads them as its past; outputs not given a tensor (the logits) come to the host.
+        let mut outputs_wanted = OutputSelector::default();
+        if self.uses_cache() {
+            let allocator = CacheDevice::for_provider(&graph.provider)
+                .allocator(&session)
+                .map_err(ort_err)?;
+            let shape = [
+                batch,
+                self.config.n_head,
+                past_len + seq,
+                self.config.head_dim(),
+            ];
+            for slot in 0..self.config.n_layer * 2 {
+                let present = Tensor::<f32>::new(&allocator, shape).map_err(ort_err)?;
+                outputs_wanted =
+                    outputs_wanted.preallocate(present_name(slot / 2, slot % 2 == 0), present);
+            }
+        }
+        let options = RunOptions::new()
+            .map_err(ort_err)?
+            .with_outputs(outputs_wanted);
+        let mut outputs = session
+            .run_with_options(inputs, &options)
+            .map_err(ort_err)?;
         self.read_logits(&outputs, input, logits, all_positions, &context)?;
         if self.uses_cache() {
             cache.values.clear();
@@ -820,6 +925,11 @@ impl Model {
                     .ok_or_else(|| Error::UnexpectedOutput {
                         tensor: name.clone(),
                         message: "missing from the run's outputs".to_string(),
+                    })?
+                    .downcast::<TensorValueType<f32>>()
+                    .map_err(|e| Error::UnexpectedOutput {
+                        tensor: name.clone(),
+                        message: format!("not a float32 tensor ({e})"),
                     })?;
                 cache.values.push(value);
             }
@@ -899,6 +1009,7 @@ impl Model {
                     heads,
                     head_dim,
                     SharedKv::capacity_for(seq),
+                    CacheDevice::for_provider(&graph.provider),
                 )?
             }
             Some(shared) if shared.batch != batch || shared.len != past_len => {
@@ -911,10 +1022,11 @@ impl Model {
                 })
             }
             Some(shared) if past_len + seq > shared.capacity => SharedKv::from_contiguous(
-                shared.contiguous(),
+                shared.contiguous("growing")?,
                 heads,
                 head_dim,
                 SharedKv::capacity_for(past_len + seq),
+                shared.device,
             )?,
             Some(shared) => shared,
         };

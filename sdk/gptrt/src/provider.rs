@@ -59,6 +59,16 @@ impl ExecutionProvider {
         }
     }
 
+    /// The memory ONNX Runtime's tensors for this provider live in (its `OrtMemoryInfo` device).
+    pub(crate) fn memory_device(self) -> ort::memory::AllocationDevice<'static> {
+        use ort::memory::AllocationDevice;
+        match self {
+            ExecutionProvider::Cpu => AllocationDevice::CPU,
+            ExecutionProvider::Cuda | ExecutionProvider::TensorRt => AllocationDevice::CUDA,
+            ExecutionProvider::DirectMl => AllocationDevice::DIRECTML,
+        }
+    }
+
     /// The provider library ONNX Runtime loads for it, next to its own library.
     pub fn library_file(self) -> Option<&'static str> {
         match self {
@@ -133,8 +143,26 @@ pub struct ProviderChoice {
     /// The provider registered for the session (nodes it cannot run still fall back to CPU
     /// inside ONNX Runtime).
     pub provider: ExecutionProvider,
+    /// The device index the provider runs on (0 for the CPU).
+    pub device_id: i32,
     /// Providers tried first and why each could not be used.
     pub skipped: Vec<(ExecutionProvider, String)>,
+}
+
+impl ProviderChoice {
+    /// Where sessions on this provider keep the KV cache between steps: `host memory` on the CPU,
+    /// else the device's own memory (e.g. `Cuda memory of device 0`), bound with ONNX Runtime's
+    /// IO binding so a step neither downloads nor uploads the cache.
+    pub fn kv_cache_location(&self) -> String {
+        match self.provider {
+            ExecutionProvider::Cpu => "host memory".to_string(),
+            provider => format!(
+                "{} memory of device {}",
+                provider.memory_device().as_str(),
+                self.device_id
+            ),
+        }
+    }
 }
 
 /// Try to register one provider; `Err` says why it cannot be used.
@@ -198,4 +226,34 @@ fn register_compiled(
         .error_on_failure()
         .register(builder)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kv_cache_stays_in_the_memory_of_the_device_that_runs() {
+        let choice = |provider, device_id| ProviderChoice {
+            provider,
+            device_id,
+            skipped: Vec::new(),
+        };
+        assert_eq!(
+            choice(ExecutionProvider::Cpu, 0).kv_cache_location(),
+            "host memory"
+        );
+        assert_eq!(
+            choice(ExecutionProvider::Cuda, 1).kv_cache_location(),
+            "Cuda memory of device 1"
+        );
+        assert_eq!(
+            choice(ExecutionProvider::TensorRt, 0).kv_cache_location(),
+            "Cuda memory of device 0"
+        );
+        assert_eq!(
+            choice(ExecutionProvider::DirectMl, 2).kv_cache_location(),
+            "DML memory of device 2"
+        );
+    }
 }

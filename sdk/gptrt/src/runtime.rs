@@ -216,11 +216,14 @@ impl Runtime {
                 .map_err(|e| Error::ort(context(), e))?;
         }
         let mut skipped = Vec::new();
-        let mut chosen = ExecutionProvider::Cpu;
+        let (mut chosen, mut device_id) = (ExecutionProvider::Cpu, 0);
         for request in &self.options.providers {
             match crate::provider::register(&mut builder, request, self.library_path()) {
                 Ok(()) => {
                     chosen = request.provider;
+                    if chosen != ExecutionProvider::Cpu {
+                        device_id = request.device_id;
+                    }
                     break;
                 }
                 Err(reason) if request.strict => {
@@ -242,6 +245,7 @@ impl Runtime {
             session,
             ProviderChoice {
                 provider: chosen,
+                device_id,
                 skipped,
             },
         ))
