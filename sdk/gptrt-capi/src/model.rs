@@ -103,7 +103,9 @@ unsafe fn file_bytes<'a>(
 }
 
 /// Load a model from its files' bytes in memory (see `gptrt_model_files_t`); otherwise as
-/// `gptrt_model_load`. The model's folder is reported as `<memory>`.
+/// `gptrt_model_load`. The model's folder is reported as `<memory>`. The graph must hold its
+/// weights: one that keeps them in a separate `.data` file is refused with
+/// `GPTRT_ERROR_MODEL_FILES`, the message naming the initializer and the file.
 ///
 /// [thread-safe]
 ///

@@ -37,6 +37,7 @@ mod beam;
 pub mod config;
 pub mod error;
 pub mod generate;
+mod graph_bytes;
 pub mod layout;
 pub mod model;
 pub mod plugin;

@@ -48,6 +48,19 @@ impl GraphSource<'_> {
 impl Graph {
     fn open(runtime: &Runtime, source: &GraphSource<'_>, config: &ModelConfig) -> Result<Graph> {
         let path = source.path();
+        if let GraphSource::Memory { bytes, .. } = source {
+            if let Some((initializer, file)) = crate::graph_bytes::external_initializer(bytes) {
+                return Err(files_error(
+                    path,
+                    format!(
+                        "initializer {initializer} keeps its data in the separate file {file}, which a \
+                         graph loaded from bytes cannot reach: load the model's folder with \
+                         Model::load, or export the graph with its weights inside \
+                         (models/export_fused.py --single-file)"
+                    ),
+                ));
+            }
+        }
         let (session, provider) = runtime.open_session(source)?;
         let signature = Signature::read(&session, path, config)?;
         Ok(Graph {
@@ -550,7 +563,8 @@ impl Model {
     /// Load a model from bytes in memory: `config.json`, `tokenizer.json`, optionally
     /// `generation_config.json`, the graph, and for a split export the with-past graph. The graph
     /// must hold its weights: one that keeps them in a `.data` file beside it (as
-    /// `models/export_fused.py` writes by default; `--single-file` does not) loads only from a folder.
+    /// `models/export_fused.py` writes by default; `--single-file` does not) loads only from a
+    /// folder, and is refused here with an error naming the initializer and the file.
     pub fn load_from_memory(runtime: &Runtime, files: &ModelBytes<'_>) -> Result<Model> {
         let dir = PathBuf::from("<memory>");
         let parse_error = |file: &str, message: String| Error::Config {

@@ -49,6 +49,24 @@ fn a_model_loads_from_bytes_in_memory() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("config.json"), "{err}");
+
+    // a graph whose weights are in a separate file has nothing to read them from in memory
+    let folder = tiny().join("fused");
+    let graph = read(folder.join("model.onnx"));
+    let external = ModelBytes {
+        config_json: &read(folder.join("config.json")),
+        tokenizer_json: &read(folder.join("tokenizer.json")),
+        generation_config_json: None,
+        graph: &graph,
+        with_past_graph: None,
+    };
+    let err = Model::load_from_memory(&runtime, &external)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.onnx.data") && err.contains("Model::load"),
+        "{err}"
+    );
 }
 
 #[test]
