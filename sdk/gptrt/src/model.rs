@@ -119,7 +119,7 @@ impl CacheDevice {
         self.device == AllocationDevice::CPU
     }
 
-    /// The session's allocator for this device (for the CPU, its arena).
+    /// The session's allocator for this device's memory.
     fn allocator(&self, session: &Session) -> ort::Result<Allocator> {
         let info = MemoryInfo::new(
             self.device.clone(),
