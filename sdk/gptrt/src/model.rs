@@ -912,9 +912,9 @@ impl Model {
         // On the host, the outputs ONNX Runtime allocates from its arena already are where the
         // cache belongs, while a tensor made here would be zeroed first (ort's `Tensor::new`
         // writes every byte: 10-25 % of a 16-row decode step of gpt2-small).
-        let mut outputs_wanted = OutputSelector::default();
         let cache_device = CacheDevice::for_provider(&graph.provider);
-        if self.uses_cache() && !cache_device.is_host() {
+        let options;
+        let mut outputs = if self.uses_cache() && !cache_device.is_host() {
             let allocator = cache_device.allocator(&session).map_err(ort_err)?;
             let shape = [
                 batch,
@@ -922,18 +922,17 @@ impl Model {
                 past_len + seq,
                 self.config.head_dim(),
             ];
+            let mut presents = OutputSelector::default();
             for slot in 0..self.config.n_layer * 2 {
                 let present = Tensor::<f32>::new(&allocator, shape).map_err(ort_err)?;
-                outputs_wanted =
-                    outputs_wanted.preallocate(present_name(slot / 2, slot % 2 == 0), present);
+                presents = presents.preallocate(present_name(slot / 2, slot % 2 == 0), present);
             }
+            options = RunOptions::new().map_err(ort_err)?.with_outputs(presents);
+            session.run_with_options(inputs, &options)
+        } else {
+            session.run(inputs)
         }
-        let options = RunOptions::new()
-            .map_err(ort_err)?
-            .with_outputs(outputs_wanted);
-        let mut outputs = session
-            .run_with_options(inputs, &options)
-            .map_err(ort_err)?;
+        .map_err(ort_err)?;
         self.read_logits(&outputs, input, logits, all_positions, &context)?;
         if self.uses_cache() {
             cache.values.clear();

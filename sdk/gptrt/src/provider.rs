@@ -234,26 +234,18 @@ mod tests {
 
     #[test]
     fn the_kv_cache_stays_in_the_memory_of_the_device_that_runs() {
-        let choice = |provider, device_id| ProviderChoice {
-            provider,
-            device_id,
-            skipped: Vec::new(),
-        };
-        assert_eq!(
-            choice(ExecutionProvider::Cpu, 0).kv_cache_location(),
-            "host memory"
-        );
-        assert_eq!(
-            choice(ExecutionProvider::Cuda, 1).kv_cache_location(),
-            "Cuda memory of device 1"
-        );
-        assert_eq!(
-            choice(ExecutionProvider::TensorRt, 0).kv_cache_location(),
-            "Cuda memory of device 0"
-        );
-        assert_eq!(
-            choice(ExecutionProvider::DirectMl, 2).kv_cache_location(),
-            "DML memory of device 2"
-        );
+        for (provider, device_id, location) in [
+            (ExecutionProvider::Cpu, 0, "host memory"),
+            (ExecutionProvider::Cuda, 1, "Cuda memory of device 1"),
+            (ExecutionProvider::TensorRt, 0, "Cuda memory of device 0"),
+            (ExecutionProvider::DirectMl, 2, "DML memory of device 2"),
+        ] {
+            let choice = ProviderChoice {
+                provider,
+                device_id,
+                skipped: Vec::new(),
+            };
+            assert_eq!(choice.kv_cache_location(), location, "{provider}");
+        }
     }
 }
