@@ -244,6 +244,14 @@ pub trait Sampler: Send {
     fn accept(&mut self, _token: u32) {}
     /// Forget per-sequence state.
     fn reset(&mut self) {}
+    /// True for a selector that only picks the highest logit (the lowest id on ties) and changes
+    /// nothing else. A chain that is only such a link picks straight from the logits instead of
+    /// building its candidates: the candidate buffer (12 bytes a token) is written to memory
+    /// that the forward pass just pushed out of the cache, which made greedy decoding's chain cost
+    /// ~0.14 ms a token instead of ~0.03.
+    fn selects_highest_logit(&self) -> bool {
+        false
+    }
 }
 
 /// An ordered list of samplers, the last of which selects.
@@ -295,6 +303,17 @@ impl SamplerChain {
     /// Run every link over `logits` and return the chosen token. Links after a selection still run
     /// only if nothing selected yet.
     pub fn sample(&mut self, logits: &[f32], context: &SamplerContext<'_>) -> Result<u32> {
+        if let [only] = self.samplers.as_mut_slice() {
+            if only.selects_highest_logit() {
+                self.candidates.reset(&[]);
+                let token = highest(logits.iter().copied()).ok_or_else(|| Error::Sampler {
+                    sampler: only.name().to_string(),
+                    message: "no logits to choose from".to_string(),
+                })? as u32;
+                only.accept(token);
+                return Ok(token);
+            }
+        }
         self.candidates.reset(logits);
         self.apply(context)?;
         let token = self.candidates.selected().ok_or_else(|| Error::Sampler {
@@ -329,7 +348,8 @@ impl SamplerChain {
         Ok(())
     }
 
-    /// The candidates as the last call left them.
+    /// The candidates as the last call left them (none after [`SamplerChain::sample`] with a
+    /// chain that is only [`Greedy`]: it picks straight from the logits).
     pub fn candidates(&self) -> &Candidates {
         &self.candidates
     }
@@ -913,6 +933,27 @@ impl Sampler for LogitNormalization {
 // ---------------------------------------------------------------------------------------------
 // Selectors.
 
+fn max_ignoring_nan(max: f32, value: f32) -> f32 {
+    if value > max {
+        value
+    } else {
+        max
+    }
+}
+
+/// Index of the largest value, the first on ties (`torch.argmax`); NaN never wins, and when no
+/// value is above `-inf` the first does. `None` only when there is no value.
+fn highest(mut values: impl Iterator<Item = f32>) -> Option<usize> {
+    let first = values.next()?;
+    let (mut best, mut max) = (0, max_ignoring_nan(f32::NEG_INFINITY, first));
+    for (i, value) in values.enumerate() {
+        if value > max {
+            (best, max) = (i + 1, value);
+        }
+    }
+    Some(best)
+}
+
 /// Pick the most likely candidate (the lowest id on ties, as `torch.argmax`).
 #[derive(Debug, Clone, Default)]
 pub struct Greedy;
@@ -922,16 +963,27 @@ impl Sampler for Greedy {
         "greedy"
     }
     fn apply(&mut self, candidates: &mut Candidates, _context: &SamplerContext<'_>) -> Result<()> {
-        let mut best: Option<(usize, &Candidate)> = None;
-        for (i, c) in candidates.items.iter().enumerate() {
-            if best.is_none_or(|(_, b)| c.logit > b.logit || (c.logit == b.logit && c.id < b.id)) {
-                best = Some((i, c));
-            }
-        }
-        if let Some((i, _)) = best {
+        let items = &candidates.items;
+        let logits = items.iter().map(|c| c.logit);
+        let best = if candidates.indexed {
+            highest(logits)
+        } else {
+            let max = logits.fold(f32::NEG_INFINITY, max_ignoring_nan);
+            items
+                .iter()
+                .enumerate()
+                // nothing above -inf: every candidate ties
+                .filter(|(_, c)| c.logit == max || max == f32::NEG_INFINITY)
+                .min_by_key(|(_, c)| c.id)
+                .map(|(i, _)| i)
+        };
+        if let Some(i) = best {
             candidates.select(i);
         }
         Ok(())
+    }
+    fn selects_highest_logit(&self) -> bool {
+        true
     }
 }
 

@@ -310,3 +310,62 @@ fn invalid_values_are_replaced_before_sampling() {
         vec![0.0, 1.0, f32::MAX, f32::MIN]
     );
 }
+
+#[test]
+fn greedy_picks_the_lowest_id_among_the_highest_logits_on_both_paths() {
+    let context = SamplerContext {
+        tokens: &[0],
+        prompt_len: 1,
+        max_length: 10,
+        vocab_size: 1000,
+    };
+    let cases: [(&[f32], u32); 6] = [
+        (&[1.0, 3.0, 2.0, 3.0], 1),
+        (&[3.0, 1.0, 3.0], 0),
+        (&[f32::NAN, 1.0, 2.0, f32::NAN], 2),
+        (&[f32::NEG_INFINITY, f32::NEG_INFINITY], 0),
+        (&[f32::NAN, f32::NAN], 0),
+        (&[-5.0], 0),
+    ];
+    for (logits, expected) in cases {
+        // A chain of greedy alone picks from the raw logits, without building candidates.
+        let mut alone = SamplerChain::new();
+        alone.push(Greedy);
+        assert_eq!(
+            alone.sample(logits, &context).unwrap(),
+            expected,
+            "{logits:?}"
+        );
+        assert!(alone.candidates().is_empty());
+        // Behind another link, greedy works on candidates: in id order, then reordered.
+        let mut behind = SamplerChain::new();
+        behind.push(Temperature(1.0)).push(Greedy);
+        assert_eq!(
+            behind.sample(logits, &context).unwrap(),
+            expected,
+            "{logits:?}"
+        );
+        let mut reversed: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(id, &logit)| Candidate {
+                id: id as u32,
+                logit,
+                p: 0.0,
+            })
+            .collect();
+        *behind.candidates_mut().items_mut() = std::mem::take(&mut reversed);
+        Greedy.apply(behind.candidates_mut(), &context).unwrap();
+        assert_eq!(behind.candidates().selected(), Some(expected), "{logits:?}");
+    }
+    let error = {
+        let mut alone = SamplerChain::new();
+        alone.push(Greedy);
+        alone.sample(&[], &context).unwrap_err().to_string()
+    };
+    assert!(
+        error.contains("greedy") && error.contains("no logits"),
+        "{error}"
+    );
+}
