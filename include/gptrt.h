@@ -179,8 +179,11 @@ typedef struct gptrt_batcher_t gptrt_batcher_t;
 // defaults), `gptrt_generation_options_from_model` (the model folder's `generation_config.json`)
 // or `gptrt_generation_options_from_json`; released by `gptrt_generation_options_free`.
 //
-// Setters store values without checking how they combine (so they can be set in any order);
-// `gptrt_generation_options_validate` checks them, and so does every generation before it starts.
+// Every setter checks the value it receives (NaN, `top_p` outside (0, 1], `max_new_tokens` 0, a
+// bias that is not a finite 32-bit float...) and fails with `GPTRT_ERROR_INVALID_OPTION`, leaving
+// the options unchanged; `from_json` checks every field the same way. How fields combine
+// (`num_return_sequences` against `num_beams`) is checked by `gptrt_generation_options_validate`
+// and by every generation before it starts, so fields can be set in any order.
 // A session copies the options when a generation starts: changing them afterwards does not affect
 // it.
 typedef struct gptrt_generation_options_t gptrt_generation_options_t;
@@ -255,10 +258,13 @@ typedef struct {
   // `sizeof(gptrt_runtime_options_t)` as the caller compiled it. Required.
   size_t struct_size;
   // Path of the ONNX Runtime shared library (`libonnxruntime.so.1.31.1`), UTF-8, or NULL to
-  // search: `$ORT_DYLIB_PATH`, then the `.ort/` folder of the gptrt source tree this library was
-  // built from (where `scripts/setup.sh` puts it), then next to the executable. An explicit path
-  // that does not load is an error, never silently replaced. The first runtime made in a
-  // process loads the library; later runtimes reuse it whatever their path says.
+  // search: `$ORT_DYLIB_PATH`, then next to the executable, then (development builds) the
+  // `.ort/` folder of the gptrt source tree this library was built from (where
+  // `scripts/setup.sh` puts it; a program shipped to another machine has no such folder: ship
+  // the library next to the executable or set `ORT_DYLIB_PATH`). An explicit path that does not
+  // load is an error, never silently replaced. The first runtime made in a process loads the
+  // library; a later runtime with NULL here reuses it, and one naming another file fails with
+  // `GPTRT_ERROR_RUNTIME_LIBRARY` (the message names the loaded and the requested library).
   const char *library_path;
   // Execution providers in priority order, each `NAME[:strict][:DEVICE]` with NAME one of
   // `cpu`, `cuda`, `tensorrt`, `directml` (for example `{"cuda:0", "cpu"}`). When a model is

@@ -57,6 +57,18 @@ inline void check(gptrt_status_t status) {
     }
 }
 
+// The C string of a std::string for a C call. A std::string may hold NUL bytes, where a C string
+// would silently end: refuse it instead of passing a shortened text.
+inline const char *c_str(const std::string &text, const char *what) {
+    const std::string::size_type nul = text.find('\0');
+    if (nul != std::string::npos) {
+        throw Error(GPTRT_ERROR_INVALID_ARGUMENT,
+                    std::string(what) + " contains a NUL byte at offset " + std::to_string(nul) +
+                        " (the C API takes NUL-terminated text, which would end there)");
+    }
+    return text.c_str();
+}
+
 template <typename T, void (*Free)(T *)>
 struct Deleter {
     void operator()(T *handle) const noexcept { Free(handle); }
@@ -109,7 +121,7 @@ inline std::string version() { return gptrt_version(); }
 // Whether an execution provider ("cpu", "cuda", ...) is compiled into the library.
 inline bool execution_provider_available(const std::string &name) {
     bool available = false;
-    detail::check(gptrt_execution_provider_available(name.c_str(), &available));
+    detail::check(gptrt_execution_provider_available(detail::c_str(name, "name"), &available));
     return available;
 }
 
@@ -128,11 +140,11 @@ public:
     explicit Runtime(const RuntimeOptions &options = RuntimeOptions()) {
         gptrt_runtime_options_t c = gptrt_runtime_options_default();
         if (!options.library_path.empty()) {
-            c.library_path = options.library_path.c_str();
+            c.library_path = detail::c_str(options.library_path, "library_path");
         }
         std::vector<const char *> providers;
         for (const std::string &name : options.execution_providers) {
-            providers.push_back(name.c_str());
+            providers.push_back(detail::c_str(name, "execution provider"));
         }
         c.execution_providers = providers.empty() ? nullptr : providers.data();
         c.execution_provider_count = providers.size();
@@ -162,7 +174,7 @@ class Model {
 public:
     Model(const Runtime &runtime, const std::string &path) {
         gptrt_model_t *handle = nullptr;
-        detail::check(gptrt_model_load(runtime.get(), path.c_str(), &handle));
+        detail::check(gptrt_model_load(runtime.get(), detail::c_str(path, "path"), &handle));
         handle_.reset(handle);
     }
 
@@ -226,13 +238,13 @@ public:
     // A tokenizer alone, from a folder with tokenizer.json (or vocab.json + merges.txt).
     static Tokenizer load(const std::string &dir) {
         gptrt_tokenizer_t *handle = nullptr;
-        detail::check(gptrt_tokenizer_load(dir.c_str(), &handle));
+        detail::check(gptrt_tokenizer_load(detail::c_str(dir, "dir"), &handle));
         return Tokenizer(handle);
     }
 
     std::vector<uint32_t> encode(const std::string &text) const {
         return detail::read_ids([&](uint32_t *ids, size_t capacity, size_t *count) {
-            return gptrt_tokenizer_encode(handle_.get(), text.c_str(), ids, capacity, count);
+            return gptrt_tokenizer_encode(handle_.get(), detail::c_str(text, "text"), ids, capacity, count);
         });
     }
 
@@ -277,7 +289,7 @@ public:
     // From a generation_config.json-style object.
     static GenerationOptions from_json(const std::string &json) {
         gptrt_generation_options_t *handle = nullptr;
-        detail::check(gptrt_generation_options_from_json(json.c_str(), &handle));
+        detail::check(gptrt_generation_options_from_json(detail::c_str(json, "json"), &handle));
         return GenerationOptions(handle);
     }
 
@@ -298,33 +310,33 @@ public:
 
     // Any field by name.
     GenerationOptions &set_json(const std::string &key, const std::string &json) {
-        detail::check(gptrt_generation_options_set_json(get(), key.c_str(), json.c_str()));
+        detail::check(gptrt_generation_options_set_json(get(), detail::c_str(key, "key"), detail::c_str(json, "json")));
         return *this;
     }
     GenerationOptions &set_int(const std::string &key, int64_t value) {
-        detail::check(gptrt_generation_options_set_int(get(), key.c_str(), value));
+        detail::check(gptrt_generation_options_set_int(get(), detail::c_str(key, "key"), value));
         return *this;
     }
     GenerationOptions &set_float(const std::string &key, double value) {
-        detail::check(gptrt_generation_options_set_float(get(), key.c_str(), value));
+        detail::check(gptrt_generation_options_set_float(get(), detail::c_str(key, "key"), value));
         return *this;
     }
     GenerationOptions &set_bool(const std::string &key, bool value) {
-        detail::check(gptrt_generation_options_set_bool(get(), key.c_str(), value));
+        detail::check(gptrt_generation_options_set_bool(get(), detail::c_str(key, "key"), value));
         return *this;
     }
     GenerationOptions &set_string(const std::string &key, const std::string &value) {
-        detail::check(gptrt_generation_options_set_string(get(), key.c_str(), value.c_str()));
+        detail::check(gptrt_generation_options_set_string(get(), detail::c_str(key, "key"), detail::c_str(value, "value")));
         return *this;
     }
     GenerationOptions &unset(const std::string &key) {
-        detail::check(gptrt_generation_options_unset(get(), key.c_str()));
+        detail::check(gptrt_generation_options_unset(get(), detail::c_str(key, "key")));
         return *this;
     }
     // One field as JSON ("null" when unset).
     std::string get_json(const std::string &key) const {
         return detail::read_text([&](char *buffer, size_t capacity, size_t *size) {
-            return gptrt_generation_options_get_json(get(), key.c_str(), buffer, capacity, size);
+            return gptrt_generation_options_get_json(get(), detail::c_str(key, "key"), buffer, capacity, size);
         });
     }
     std::string to_json() const {
@@ -367,7 +379,7 @@ public:
     GenerationOptions &stop_strings(const std::vector<std::string> &strings) {
         std::vector<const char *> pointers;
         for (const std::string &s : strings) {
-            pointers.push_back(s.c_str());
+            pointers.push_back(detail::c_str(s, "stop string"));
         }
         detail::check(gptrt_generation_options_set_stop_strings(get(), pointers.data(), pointers.size()));
         return *this;
@@ -448,9 +460,9 @@ public:
     }
 
     // Start on a worker thread and return at once; then poll() each frame.
-    void start(const std::string &prompt) { detail::check(gptrt_session_start(get(), prompt.c_str(), nullptr)); }
+    void start(const std::string &prompt) { detail::check(gptrt_session_start(get(), detail::c_str(prompt, "prompt"), nullptr)); }
     void start(const std::string &prompt, const GenerationOptions &options) {
-        detail::check(gptrt_session_start(get(), prompt.c_str(), options.get()));
+        detail::check(gptrt_session_start(get(), detail::c_str(prompt, "prompt"), options.get()));
     }
 
     // Append the text that is ready to `out` without waiting; returns the state
@@ -548,7 +560,7 @@ private:
 
     void run(const std::string &prompt, const gptrt_generation_options_t *options, gptrt_token_callback_t callback,
              void *user_data) {
-        gptrt_status_t status = gptrt_session_generate(get(), prompt.c_str(), options, callback, user_data);
+        gptrt_status_t status = gptrt_session_generate(get(), detail::c_str(prompt, "prompt"), options, callback, user_data);
         detail::check(status);
     }
 

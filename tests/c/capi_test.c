@@ -498,6 +498,7 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     gptrt_tokenizer_free(own);
 
     /* Options: string keys, types, unknown names, validation. */
+    gptrt_generation_options_t *copy_probe = NULL;
     OK(gptrt_generation_options_set_json(options, "stop_strings", "[\"\\n\\n\", \"END\"]"));
     OK(gptrt_generation_options_set_string(options, "early_stopping", "never"));
     OK(gptrt_generation_options_set_bool(options, "early_stopping", true));
@@ -513,12 +514,31 @@ static void test_errors(gptrt_runtime_t *runtime, gptrt_model_t *model, const ch
     EXPECT(gptrt_generation_options_set_string(options, "max_new_tokens", "many"), GPTRT_ERROR_INVALID_OPTION);
     EXPECT(gptrt_generation_options_set_float(options, "temperature", 0.0 / 0.0), GPTRT_ERROR_INVALID_OPTION);
     EXPECT(gptrt_generation_options_set_early_stopping(options, 7), GPTRT_ERROR_INVALID_OPTION);
-    OK(gptrt_generation_options_set_temperature(options, 0.0f));
-    EXPECT(gptrt_generation_options_validate(options), GPTRT_ERROR_INVALID_OPTION);
+    /* One rule for a value, on every path: the call that receives a bad value fails, and the
+       options keep what they had. */
+    EXPECT(gptrt_generation_options_set_temperature(options, 0.0f), GPTRT_ERROR_INVALID_OPTION);
     CHECK(strstr(gptrt_last_error_message(), "temperature") != NULL, "message names the field: %s", gptrt_last_error_message());
+    EXPECT(gptrt_generation_options_set_temperature(options, 0.0f / 0.0f), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_set_top_p(options, 2.0f), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_set_float(options, "top_p", 2.0), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_set_max_new_tokens(options, 0), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_set_int(options, "max_new_tokens", 0), GPTRT_ERROR_INVALID_OPTION);
+    /* A bias that is not a finite 32-bit float would come back from to_json as null. */
+    EXPECT(gptrt_generation_options_set_json(options, "sequence_bias", "[[[5], 1e39]]"), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_from_json("{\"sequence_bias\": [[[5], 1e39]]}", &copy_probe), GPTRT_ERROR_INVALID_OPTION);
+    EXPECT(gptrt_generation_options_from_json("{\"top_p\": 2}", &copy_probe), GPTRT_ERROR_INVALID_OPTION);
+    OK(gptrt_generation_options_get_json(options, "temperature", buf, sizeof buf, &size));
+    CHECK(strcmp(buf, "1.0") == 0, "refused values are not stored: temperature = %s", buf);
+    OK(gptrt_generation_options_validate(options));
+    /* How fields combine is checked by validate and by every generation. */
+    OK(gptrt_generation_options_set_num_beams(options, 2));
+    OK(gptrt_generation_options_set_num_return_sequences(options, 3));
+    EXPECT(gptrt_generation_options_validate(options), GPTRT_ERROR_INVALID_OPTION);
+    CHECK(strstr(gptrt_last_error_message(), "num_return_sequences") != NULL, "message names the field: %s", gptrt_last_error_message());
     EXPECT(gptrt_session_start(session, "Hello", options), GPTRT_ERROR_INVALID_OPTION);
     EXPECT(gptrt_session_generate(session, "Hello", options, NULL, NULL), GPTRT_ERROR_INVALID_OPTION);
-    OK(gptrt_generation_options_unset(options, "temperature"));
+    OK(gptrt_generation_options_unset(options, "num_beams"));
+    OK(gptrt_generation_options_unset(options, "num_return_sequences"));
     OK(gptrt_generation_options_unset(options, "stop_strings"));
     OK(gptrt_generation_options_validate(options));
     gptrt_generation_options_t *from_json = NULL;

@@ -171,7 +171,12 @@ int main(int argc, char **argv) {
         check(parsed.to_json() == copy.to_json(), "json round trip");
         expect_error(GPTRT_ERROR_UNKNOWN_OPTION, "unknown option", [&] { copy.set_int("no_such", 1); });
         expect_error(GPTRT_ERROR_INVALID_OPTION, "bad type", [&] { copy.set_string("top_k", "many"); });
-        copy.temperature(-1.0f);
+        // A bad value fails the call that sets it and leaves the options as they were.
+        const std::string temperature_before = copy.get_json("temperature");
+        expect_error(GPTRT_ERROR_INVALID_OPTION, "set time", [&] { copy.temperature(-1.0f); });
+        check(copy.get_json("temperature") == temperature_before, "a refused value is not stored");
+        // How fields combine is checked once all are set.
+        copy.set_int("num_beams", 2).set_int("num_return_sequences", 3);
         expect_error(GPTRT_ERROR_INVALID_OPTION, "validate", [&] { copy.validate(); });
         expect_error(GPTRT_ERROR_INVALID_OPTION, "generate validates", [&] { session.generate("Hi", copy); });
 
@@ -198,6 +203,12 @@ int main(int argc, char **argv) {
         }
         check(session.stop_reason() == GPTRT_STOP_CALLBACK, "stopped by the callback");
         session.generate("Hello", options); // still usable
+
+        // A std::string with a NUL inside is refused, not cut short at the NUL.
+        const std::string with_nul("abc\0def", 7);
+        expect_error(GPTRT_ERROR_INVALID_ARGUMENT, "NUL in a prompt", [&] { session.generate(with_nul, options); });
+        expect_error(GPTRT_ERROR_INVALID_ARGUMENT, "NUL in text to encode", [&] { (void)tokenizer.encode(with_nul); });
+        expect_error(GPTRT_ERROR_INVALID_ARGUMENT, "NUL in a stop string", [&] { copy.stop_strings({with_nul}); });
 
         // Errors are exceptions with the status.
         expect_error(GPTRT_ERROR_MODEL_FILES, "missing model", [&] { gptrt::Model missing(runtime, "/nonexistent"); });

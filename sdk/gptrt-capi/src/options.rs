@@ -18,8 +18,11 @@ use crate::handles;
 /// defaults), `gptrt_generation_options_from_model` (the model folder's `generation_config.json`)
 /// or `gptrt_generation_options_from_json`; released by `gptrt_generation_options_free`.
 ///
-/// Setters store values without checking how they combine (so they can be set in any order);
-/// `gptrt_generation_options_validate` checks them, and so does every generation before it starts.
+/// Every setter checks the value it receives (NaN, `top_p` outside (0, 1], `max_new_tokens` 0, a
+/// bias that is not a finite 32-bit float...) and fails with `GPTRT_ERROR_INVALID_OPTION`, leaving
+/// the options unchanged; `from_json` checks every field the same way. How fields combine
+/// (`num_return_sequences` against `num_beams`) is checked by `gptrt_generation_options_validate`
+/// and by every generation before it starts, so fields can be set in any order.
 /// A session copies the options when a generation starts: changing them afterwards does not affect
 /// it.
 pub struct gptrt_generation_options_t(());
@@ -61,7 +64,9 @@ fn new_handle(config: GenerationConfig, out_options: *mut *mut gptrt_generation_
     unsafe { write_out(out_options, handle) };
 }
 
-/// Apply `change` to the options' config (the entry-point body of every setter).
+/// Apply `change` to the options' config (the entry-point body of every setter). The changed config
+/// must pass `GenerationConfig::validate_fields`, the one per-field rule of every path, or the
+/// options stay as they were: the call that received a bad value is the one that fails.
 fn update(
     function: &str,
     options: *mut gptrt_generation_options_t,
@@ -70,7 +75,11 @@ fn update(
     boundary(function, || {
         let object = handles::get(options, "options")?;
         let mut config = object.lock();
-        change(&mut config)
+        let mut changed = config.clone();
+        change(&mut changed)?;
+        changed.validate_fields()?;
+        *config = changed;
+        Ok(())
     })
 }
 
@@ -203,6 +212,7 @@ pub unsafe extern "C" fn gptrt_generation_options_from_json(
                 ),
             ));
         }
+        config.validate_fields()?;
         new_handle(config, out_options);
         Ok(())
     })

@@ -40,10 +40,13 @@ pub struct gptrt_runtime_options_t {
     /// `sizeof(gptrt_runtime_options_t)` as the caller compiled it. Required.
     pub struct_size: usize,
     /// Path of the ONNX Runtime shared library (`libonnxruntime.so.1.31.1`), UTF-8, or NULL to
-    /// search: `$ORT_DYLIB_PATH`, then the `.ort/` folder of the gptrt source tree this library was
-    /// built from (where `scripts/setup.sh` puts it), then next to the executable. An explicit path
-    /// that does not load is an error, never silently replaced. The first runtime made in a
-    /// process loads the library; later runtimes reuse it whatever their path says.
+    /// search: `$ORT_DYLIB_PATH`, then next to the executable, then (development builds) the
+    /// `.ort/` folder of the gptrt source tree this library was built from (where
+    /// `scripts/setup.sh` puts it; a program shipped to another machine has no such folder: ship
+    /// the library next to the executable or set `ORT_DYLIB_PATH`). An explicit path that does not
+    /// load is an error, never silently replaced. The first runtime made in a process loads the
+    /// library; a later runtime with NULL here reuses it, and one naming another file fails with
+    /// `GPTRT_ERROR_RUNTIME_LIBRARY` (the message names the loaded and the requested library).
     pub library_path: *const c_char,
     /// Execution providers in priority order, each `NAME[:strict][:DEVICE]` with NAME one of
     /// `cpu`, `cuda`, `tensorrt`, `directml` (for example `{"cuda:0", "cpu"}`). When a model is

@@ -169,7 +169,7 @@ struct ModelArgs {
 
 #[derive(Args)]
 struct RuntimeArgs {
-    /// ONNX Runtime library to load (else $ORT_DYLIB_PATH, .ort/ from scripts/setup.sh, next to gptrt).
+    /// ONNX Runtime library to load (else $ORT_DYLIB_PATH, next to gptrt, then .ort/ of the source tree).
     #[arg(long, value_name = "FILE")]
     ort_library: Option<PathBuf>,
     /// Threads inside one operator (0 = one per core).
@@ -327,6 +327,10 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         .tokenizer()
         .encode(&prompt)
         .map_err(|e| e.to_string())?;
+    // Everything that can fail on the user's flags (plugin samplers, the generation's own checks)
+    // is built before the first byte of output.
+    let generation =
+        prepare_generation(&model, ids, &config, plugin_host.as_ref(), &args.samplers)?;
     // Stream when one sequence comes back token by token; otherwise print each at the end.
     let streaming = !args.json
         && config.num_beams == 1
@@ -335,28 +339,14 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         let mut stdout = std::io::stdout().lock();
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
-        run_generation(
-            &model,
-            ids,
-            &config,
-            plugin_host.as_ref(),
-            &args.samplers,
-            &mut |event| {
-                // A closed pipe (e.g. `| head`) ends generation instead of failing.
-                write!(stdout, "{}", event.text)
-                    .and_then(|_| stdout.flush())
-                    .is_ok()
-            },
-        )
+        generation.run(&mut |event| {
+            // A closed pipe (e.g. `| head`) ends generation instead of failing.
+            write!(stdout, "{}", event.text)
+                .and_then(|_| stdout.flush())
+                .is_ok()
+        })
     } else {
-        run_generation(
-            &model,
-            ids,
-            &config,
-            plugin_host.as_ref(),
-            &args.samplers,
-            &mut |_| true,
-        )
+        generation.run(&mut |_| true)
     }?;
     let Some(first) = results.first() else {
         return Err("generation returned no sequence".to_string());
@@ -401,40 +391,72 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Generate, with plugin samplers inserted before each row's selector when asked for.
-fn run_generation(
-    model: &Arc<Model>,
-    ids: Vec<u32>,
-    config: &GenerationConfig,
-    host: Option<&PluginHost>,
-    samplers: &[String],
-    on_token: &mut dyn FnMut(&gptrt::TokenEvent<'_>) -> bool,
-) -> Result<Vec<gptrt::Generation>, String> {
-    let (Some(host), false) = (host, samplers.is_empty()) else {
-        return model
-            .generate_ids(vec![ids], config, on_token)
-            .map_err(|e| e.to_string());
-    };
-    if config.num_beams > 1 {
-        return Err("--sampler cannot be combined with beam search (--num-beams > 1)".to_string());
-    }
-    let mut generator = Generator::new(model, vec![ids], config).map_err(|e| e.to_string())?;
-    for row in generator.row_ids() {
-        for spec in samplers {
-            let (id, plugin_config) = match spec.split_once(':') {
-                Some((id, json)) => (id, Some(json)),
-                None => (spec.as_str(), None),
-            };
-            let sampler = host
-                .sampler(id, plugin_config, Some(model.clone()))
-                .map_err(|e| e.to_string())?;
-            generator
-                .add_sampler(row, Box::new(sampler))
-                .map_err(|e| e.to_string())?;
+/// A generation ready to run: every flag checked, plugin samplers created.
+enum PreparedGeneration<'m> {
+    /// Beam search (no streaming), checked by `Model::check_generation`.
+    Beams {
+        model: &'m Model,
+        ids: Vec<u32>,
+        config: &'m GenerationConfig,
+    },
+    /// One generator: greedy or sampling, plugin samplers in each row's chain.
+    Rows(Box<Generator<'m>>),
+}
+
+impl PreparedGeneration<'_> {
+    fn run(
+        self,
+        on_token: &mut dyn FnMut(&gptrt::TokenEvent<'_>) -> bool,
+    ) -> Result<Vec<gptrt::Generation>, String> {
+        match self {
+            PreparedGeneration::Beams { model, ids, config } => model
+                .generate_ids(vec![ids], config, on_token)
+                .map_err(|e| e.to_string()),
+            PreparedGeneration::Rows(mut generator) => {
+                generator.run(on_token).map_err(|e| e.to_string())?;
+                Ok(generator.into_generations())
+            }
         }
     }
-    generator.run(on_token).map_err(|e| e.to_string())?;
-    Ok(generator.into_generations())
+}
+
+/// Check the generation and create its plugin samplers (inserted before each row's selector).
+fn prepare_generation<'m>(
+    model: &'m Arc<Model>,
+    ids: Vec<u32>,
+    config: &'m GenerationConfig,
+    host: Option<&PluginHost>,
+    samplers: &[String],
+) -> Result<PreparedGeneration<'m>, String> {
+    if config.num_beams > 1 {
+        if !samplers.is_empty() {
+            return Err(
+                "--sampler cannot be combined with beam search (--num-beams > 1)".to_string(),
+            );
+        }
+        model
+            .check_generation(std::slice::from_ref(&ids), config)
+            .map_err(|e| e.to_string())?;
+        return Ok(PreparedGeneration::Beams { model, ids, config });
+    }
+    let mut generator = Generator::new(model, vec![ids], config).map_err(|e| e.to_string())?;
+    if let (Some(host), false) = (host, samplers.is_empty()) {
+        for row in generator.row_ids() {
+            for spec in samplers {
+                let (id, plugin_config) = match spec.split_once(':') {
+                    Some((id, json)) => (id, Some(json)),
+                    None => (spec.as_str(), None),
+                };
+                let sampler = host
+                    .sampler(id, plugin_config, Some(model.clone()))
+                    .map_err(|e| e.to_string())?;
+                generator
+                    .add_sampler(row, Box::new(sampler))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(PreparedGeneration::Rows(Box::new(generator)))
 }
 
 fn plugins(command: PluginsCommand) -> Result<(), String> {

@@ -29,12 +29,6 @@ impl Model {
         prompts: Vec<Vec<u32>>,
         config: &GenerationConfig,
     ) -> Result<Vec<Generation>> {
-        if config.do_sample {
-            return Err(crate::Error::InvalidOption {
-                field: "do_sample",
-                message: "beam sampling (do_sample with num_beams > 1) is not supported; use one or the other".to_string(),
-            });
-        }
         let prepared = prepare_prompts(self, prompts, config)?;
         let mut results = Vec::new();
         for prompt in prepared.prompts {

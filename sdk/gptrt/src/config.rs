@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Upper bounds on `config.json`'s numbers, far above any GPT-2 (48 layers, 25 heads, 1600 wide,
+/// 1024 positions, 50257 tokens), so a damaged or hostile file fails cleanly instead of sizing
+/// buffers from it.
+pub const MAX_LAYERS: usize = 1024;
+/// See [`MAX_LAYERS`].
+pub const MAX_HEADS: usize = 1024;
+/// See [`MAX_LAYERS`].
+pub const MAX_EMBD: usize = 65_536;
+/// See [`MAX_LAYERS`].
+pub const MAX_POSITIONS: usize = 1 << 20;
+/// See [`MAX_LAYERS`]; token ids are `u32`, and the logits of one row must stay addressable.
+pub const MAX_VOCAB: usize = 1 << 24;
+
 /// The GPT-2 hyper-parameters the runtime needs, read from a model folder's `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -58,15 +71,21 @@ impl ModelConfig {
                 message,
             })
         };
-        for (field, value) in [
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
-            ("n_embd", self.n_embd),
-            ("n_positions", self.n_positions),
-            ("vocab_size", self.vocab_size),
+        for (field, value, limit) in [
+            ("n_layer", self.n_layer, MAX_LAYERS),
+            ("n_head", self.n_head, MAX_HEADS),
+            ("n_embd", self.n_embd, MAX_EMBD),
+            ("n_positions", self.n_positions, MAX_POSITIONS),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
         ] {
             if value == 0 {
                 return bad(format!("`{field}` must be positive"));
+            }
+            // Checked before anything is sized from these numbers.
+            if value > limit {
+                return bad(format!(
+                    "`{field}` is {value}, more than gptrt accepts ({limit})"
+                ));
             }
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
@@ -319,6 +338,17 @@ impl Default for GenerationConfig {
     }
 }
 
+/// Most sequences one prompt may become (`num_beams`, `num_return_sequences`): each is a row with
+/// its own KV cache and its own vocabulary-sized logits every step.
+pub const MAX_SEQUENCES_PER_PROMPT: usize = 256;
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Result<()> {
+    Err(Error::InvalidOption {
+        field,
+        message: message.into(),
+    })
+}
+
 /// Hugging Face's default `max_length` when neither limit is set.
 const HF_DEFAULT_MAX_LENGTH: usize = 20;
 
@@ -328,14 +358,26 @@ const BOOKKEEPING_FIELDS: &[&str] = &["_from_model_config", "transformers_versio
 impl GenerationConfig {
     /// Read `generation_config.json`.
     pub fn from_file(path: &Path) -> Result<GenerationConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| Error::Config {
+        GenerationConfig::from_json_bytes(&bytes, path)
+    }
+
+    /// Parse `generation_config.json` from bytes (`path` names it in errors) and check every
+    /// field's value ([`GenerationConfig::validate_fields`]).
+    pub fn from_json_bytes(bytes: &[u8], path: &Path) -> Result<GenerationConfig> {
+        let config_error = |message: String| Error::Config {
             path: path.to_path_buf(),
-            message: format!("invalid generation config: {e}"),
-        })
+            message,
+        };
+        let config: GenerationConfig = serde_json::from_slice(bytes)
+            .map_err(|e| config_error(format!("invalid generation config: {e}")))?;
+        config
+            .validate_fields()
+            .map_err(|e| config_error(e.to_string()))?;
+        Ok(config)
     }
 
     /// Read `generation_config.json` from a model folder, or defaults when the folder has none.
@@ -357,14 +399,34 @@ impl GenerationConfig {
             .collect()
     }
 
-    /// Check every value; the error names the field.
+    /// Check every value and how they combine; the error names the field. This is
+    /// [`GenerationConfig::validate_fields`] plus the rules that involve two fields (which a caller
+    /// setting fields one by one may meet only when all are set), and every generation runs it.
     pub fn validate(&self) -> Result<()> {
-        fn invalid(field: &'static str, message: impl Into<String>) -> Result<()> {
-            Err(Error::InvalidOption {
-                field,
-                message: message.into(),
-            })
+        self.validate_fields()?;
+        if self.num_beams > 1 && self.num_return_sequences > self.num_beams {
+            return invalid(
+                "num_return_sequences",
+                format!(
+                    "{} is more than num_beams ({})",
+                    self.num_return_sequences, self.num_beams
+                ),
+            );
         }
+        if self.num_beams == 1 && !self.do_sample && self.num_return_sequences > 1 {
+            return invalid(
+                "num_return_sequences",
+                "greedy decoding returns one sequence; use do_sample or num_beams",
+            );
+        }
+        Ok(())
+    }
+
+    /// Check each field's own value, independent of the others: the rule every way of setting a
+    /// field applies at the moment the value arrives (the C API's setters, `from_json`, the CLI's
+    /// flags), so the call that received a bad value is the one that fails. The error names the
+    /// field.
+    pub fn validate_fields(&self) -> Result<()> {
         let finite = [
             ("temperature", self.temperature),
             ("top_p", self.top_p),
@@ -424,26 +486,25 @@ impl GenerationConfig {
                 return invalid(field, format!("{value} is negative"));
             }
         }
-        if self.num_beams == 0 {
-            return invalid("num_beams", "must be at least 1");
+        for (field, value) in [
+            ("num_beams", self.num_beams),
+            ("num_return_sequences", self.num_return_sequences),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be at least 1");
+            }
+            if value > MAX_SEQUENCES_PER_PROMPT {
+                return invalid(
+                    field,
+                    format!(
+                        "{value} is more than gptrt's limit of {MAX_SEQUENCES_PER_PROMPT} \
+                         sequences per prompt (each one is a row with its own KV cache)"
+                    ),
+                );
+            }
         }
-        if self.num_return_sequences == 0 {
-            return invalid("num_return_sequences", "must be at least 1");
-        }
-        if self.num_beams > 1 && self.num_return_sequences > self.num_beams {
-            return invalid(
-                "num_return_sequences",
-                format!(
-                    "{} is more than num_beams ({})",
-                    self.num_return_sequences, self.num_beams
-                ),
-            );
-        }
-        if self.num_beams == 1 && !self.do_sample && self.num_return_sequences > 1 {
-            return invalid(
-                "num_return_sequences",
-                "greedy decoding returns one sequence; use do_sample or num_beams",
-            );
+        if self.max_new_tokens == Some(0) {
+            return invalid("max_new_tokens", "must be at least 1");
         }
         if let Some(max_time) = self.max_time {
             if !(max_time.is_finite() && max_time > 0.0) {
@@ -459,10 +520,19 @@ impl GenerationConfig {
             }
         }
         if let Some(bias) = &self.sequence_bias {
-            if let Some((_, b)) = bias.iter().find(|(seq, b)| seq.is_empty() || b.is_nan()) {
+            if let Some((seq, b)) = bias
+                .iter()
+                .find(|(seq, b)| seq.is_empty() || !b.is_finite())
+            {
                 return invalid(
                     "sequence_bias",
-                    format!("an entry has no tokens or a NaN bias ({b})"),
+                    if seq.is_empty() {
+                        format!("an entry has no tokens (bias {b})")
+                    } else {
+                        format!(
+                            "the bias of {seq:?} is {b}: not a finite 32-bit float (|bias| < 3.4e38)"
+                        )
+                    },
                 );
             }
         }

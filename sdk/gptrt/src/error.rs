@@ -4,16 +4,41 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in gptrt. Each variant names the thing at fault (file, tensor, token,
 /// field) and, where there is one, what to do next.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its message (plus the chain of sources), so `fn main() -> Result<(),
+/// gptrt::Error>` prints something a person can act on.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The ONNX Runtime shared library could not be found or loaded.
-    #[error("ONNX Runtime library not found or not loadable.\n{details}\nInstall it with: {install_hint}")]
+    #[error("ONNX Runtime library not found or not loadable.\n{details}\nWhere it is looked for: {install_hint}")]
     RuntimeLibrary {
         /// Where the SDK looked and what each place answered.
         details: String,
-        /// The one command that installs the library.
+        /// The search order, and how to ship or install the library.
         install_hint: &'static str,
+    },
+    /// An argument outside the bounds gptrt accepts (a runtime option, a size from outside).
+    #[error("invalid argument `{name}`: {message}")]
+    InvalidArgument {
+        /// The argument's name (`intra_threads`, ...).
+        name: &'static str,
+        /// Why it is refused, with the bound.
+        message: String,
+    },
+    /// A runtime asked for a library file other than the one this process already loaded: ONNX
+    /// Runtime is loaded once per process and cannot be swapped.
+    #[error(
+        "ONNX Runtime is already loaded in this process from {} and cannot be replaced by {} \
+         (one library per process: create every runtime with the same library_path, or none)",
+        loaded.display(),
+        requested.display()
+    )]
+    RuntimeLibraryConflict {
+        /// The library in use.
+        loaded: PathBuf,
+        /// The library this runtime asked for.
+        requested: PathBuf,
     },
     /// A strictly requested execution provider cannot be used.
     #[error("execution provider {provider} (strict) cannot be used: {message}")]
@@ -126,5 +151,17 @@ impl Error {
             context: context.into(),
             message: err.to_string(),
         }
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\ncaused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

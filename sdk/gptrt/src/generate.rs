@@ -306,6 +306,10 @@ fn fresh_seed() -> u64 {
     hasher.finish()
 }
 
+/// Most rows (prompts x beams or returned sequences) one generation may hold: each row has its own
+/// KV cache and its own vocabulary-sized logits every step.
+pub const MAX_ROWS: usize = 1024;
+
 /// Prompts checked and ready to feed, with the resolved end and padding tokens.
 pub(crate) struct Prepared {
     pub prompts: Vec<Vec<u32>>,
@@ -328,22 +332,40 @@ pub(crate) fn prepare_prompts(
             message: "at least one prompt is needed".to_string(),
         });
     }
-    match config.max_new_tokens {
-        Some(0) => {
-            return Err(Error::InvalidOption {
-                field: "max_new_tokens",
-                message: "must be at least 1".to_string(),
-            })
-        }
-        Some(n) if n > n_positions => {
-            return Err(Error::InvalidOption {
-                field: "max_new_tokens",
-                message: format!(
+    if config.num_beams > 1 && config.do_sample {
+        return Err(Error::InvalidOption {
+            field: "do_sample",
+            message: "beam sampling (do_sample with num_beams > 1) is not supported; use one or the other".to_string(),
+        });
+    }
+    if let Some(n) = config.max_new_tokens.filter(|&n| n > n_positions) {
+        return Err(Error::InvalidOption {
+            field: "max_new_tokens",
+            message: format!(
                 "{n} is more than the model's whole context window (n_positions = {n_positions})"
             ),
-            })
-        }
-        _ => {}
+        });
+    }
+    let vocab_size = model.config().vocab_size;
+    if let Some(n) = config.logprobs.filter(|&n| n > vocab_size) {
+        return Err(Error::InvalidOption {
+            field: "logprobs",
+            message: format!("{n} alternatives is more than the vocabulary ({vocab_size} tokens)"),
+        });
+    }
+    let rows = prompts
+        .len()
+        .saturating_mul(config.num_beams.max(config.num_return_sequences));
+    if rows > MAX_ROWS {
+        return Err(Error::InvalidOption {
+            field: "prompts",
+            message: format!(
+                "{} prompts x {} sequences each is {rows} rows, more than gptrt's limit of \
+                 {MAX_ROWS} rows in one generation",
+                prompts.len(),
+                config.num_beams.max(config.num_return_sequences)
+            ),
+        });
     }
     let eos = match &config.eos_token_id {
         Some(ids) => ids.to_vec(),
@@ -974,6 +996,13 @@ impl Model {
             .map(|prompt| self.tokenizer().encode(prompt))
             .collect::<Result<Vec<_>>>()?;
         self.generate_ids(ids, config, &mut |_| true)
+    }
+
+    /// Run every check a generation of `prompts` with `config` runs before its first forward pass
+    /// (the options, their fit with this model's vocabulary and window, the prompts' ids), without
+    /// generating: a front end can refuse bad input before it shows anything.
+    pub fn check_generation(&self, prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<()> {
+        prepare_prompts(self, prompts.to_vec(), config).map(|_| ())
     }
 
     /// Generate from token ids (one list per sequence of the batch). With `num_beams` > 1 this is

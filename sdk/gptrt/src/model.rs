@@ -493,12 +493,14 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
     let (dir, first) = if path.is_file() {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         (dir, path.to_path_buf())
+    } else if !path.is_dir() {
+        return Err(not_regular(path));
     } else {
         let candidates = [MERGED_FILE, SINGLE_FILE, PROMPT_FILE];
         let named = candidates
             .iter()
             .map(|name| path.join(name))
-            .find(|p| p.is_file());
+            .find(|p| p.exists());
         let first = match named {
             Some(first) => first,
             None => {
@@ -510,6 +512,7 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
                     .filter_map(|entry| entry.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|ext| ext == "onnx"))
                     .collect();
+                onnx.sort();
                 if onnx.len() != 1 {
                     return Err(files_error(
                         path,
@@ -527,8 +530,22 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
         (path.to_path_buf(), first)
     };
     let sibling = dir.join(WITH_PAST_FILE);
-    let with_past = (sibling.is_file() && sibling != first).then_some(sibling);
+    let with_past = (sibling.exists() && sibling != first).then_some(sibling);
+    for graph in std::iter::once(&first).chain(&with_past) {
+        if !graph.is_file() {
+            return Err(not_regular(graph));
+        }
+    }
     Ok((dir, first, with_past))
+}
+
+/// A model path that exists but is not a regular file or folder: opening a FIFO or a device would
+/// block or read forever, so gptrt reads regular files only (symbolic links to them are fine).
+fn not_regular(path: &Path) -> Error {
+    files_error(
+        path,
+        "not a regular file (a FIFO, socket or device?): gptrt reads model files only from regular files",
+    )
 }
 
 impl Model {
@@ -578,12 +595,9 @@ impl Model {
             .map_err(|e| parse_error("config.json", format!("not a GPT-2 config.json: {e}")))?;
         config.check(&dir.join("config.json"))?;
         let generation_config = match files.generation_config_json {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
-                parse_error(
-                    "generation_config.json",
-                    format!("invalid generation config: {e}"),
-                )
-            })?,
+            Some(bytes) => {
+                GenerationConfig::from_json_bytes(bytes, &dir.join("generation_config.json"))?
+            }
             None => GenerationConfig::default(),
         };
         let tokenizer = Tokenizer::from_bytes(files.tokenizer_json)?;

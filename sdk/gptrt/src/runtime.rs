@@ -19,10 +19,17 @@ pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
 /// The file name of the ONNX Runtime library shipped in PyPI's `onnxruntime==1.31.1` wheel.
 pub const ONNXRUNTIME_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 
-/// The command that puts the library where the SDK looks for it.
-pub const INSTALL_HINT: &str = "scripts/setup.sh   (downloads PyPI's onnxruntime==1.31.1 wheel and copies libonnxruntime.so.1.31.1 to .ort/)";
+/// Where a program finds the library, and how to put it there: shown with every failed search.
+pub const INSTALL_HINT: &str = "a program looks for libonnxruntime.so.1.31.1 (ONNX Runtime 1.31.1, \
+from PyPI's onnxruntime==1.31.1 wheel) in this order: the runtime options' library path (Rust \
+RuntimeOptions::library_path, C gptrt_runtime_options_t.library_path, CLI --ort-library), else \
+$ORT_DYLIB_PATH, else next to the executable, else (development builds only) the .ort/ folder of the \
+source tree it was built from. To ship a program, put the library next to its executable or point \
+ORT_DYLIB_PATH at it; in the source tree, scripts/setup.sh installs it into .ort/.";
 
-/// The folder, inside this repository, where `scripts/setup.sh` installs the library.
+/// The folder of the source tree this crate was built from where `scripts/setup.sh` installs the
+/// library: a development convenience, searched last, and absent on any machine the program is
+/// copied to.
 pub fn setup_library_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort")
 }
@@ -135,15 +142,29 @@ impl Runtime {
 
     /// Load ONNX Runtime (the first call in a process) and return a runtime with these options.
     ///
-    /// The library is searched in this order: `options.library_path`, `$ORT_DYLIB_PATH`, the setup
-    /// folder of this repository (`.ort/`), next to the executable. An explicit path (the first two)
-    /// that cannot be loaded is an error rather than a reason to look elsewhere. The first runtime
-    /// made in a process fixes the library; later calls reuse it and only change the session options.
+    /// The library is searched in this order: `options.library_path`, `$ORT_DYLIB_PATH`, next to
+    /// the executable, then the setup folder of the source tree this crate was built from (`.ort/`,
+    /// for development: a program copied to another machine does not have it). An explicit path
+    /// (the first two) that cannot be loaded is an error rather than a reason to look elsewhere.
+    /// The first runtime made in a process fixes the library; later calls reuse it and only change
+    /// the session options, and a later `library_path` naming another file is an error
+    /// ([`Error::RuntimeLibraryConflict`]), never silently swapped for the loaded one.
     pub fn new(options: RuntimeOptions) -> Result<Runtime> {
+        check_threads(&options)?;
         let mut slot = ENVIRONMENT
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(environment) = slot.as_ref() {
+            if let Some(requested) = &options.library_path {
+                let same =
+                    requested.canonicalize().ok().as_ref() == Some(&environment.library_path);
+                if !same {
+                    return Err(Error::RuntimeLibraryConflict {
+                        loaded: environment.library_path.clone(),
+                        requested: requested.clone(),
+                    });
+                }
+            }
             return Ok(Runtime {
                 environment: environment.clone(),
                 options,
@@ -317,6 +338,31 @@ impl Runtime {
     }
 }
 
+/// More threads than this many per core only slow ONNX Runtime down, and huge counts exhaust the
+/// process's thread or memory limits inside ONNX Runtime, where no error comes back.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Thread counts are bounded by the machine's cores before ONNX Runtime sees them.
+fn check_threads(options: &RuntimeOptions) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let limit = cores * MAX_THREADS_PER_CORE;
+    for (name, value) in [
+        ("intra_threads", options.intra_threads),
+        ("inter_threads", options.inter_threads),
+    ] {
+        if value > limit {
+            return Err(Error::InvalidArgument {
+                name,
+                message: format!(
+                    "{value} threads on a machine with {cores} cores; the limit is {limit} \
+                     ({MAX_THREADS_PER_CORE} per core; 0 = one per core)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Where a graph's weights live when they are kept outside it (`<name>.data`, as
 /// `models/export_fused.py` writes them, and as the optimised-graph cache stores its graphs).
 fn external_data_file(graph: &Path) -> PathBuf {
@@ -335,10 +381,7 @@ fn library_candidates(options: &RuntimeOptions) -> Vec<(String, PathBuf)> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return vec![("$ORT_DYLIB_PATH".to_string(), PathBuf::from(path))];
     }
-    let mut candidates = vec![(
-        "setup folder".to_string(),
-        setup_library_dir().join(ONNXRUNTIME_LIBRARY),
-    )];
+    let mut candidates = Vec::new();
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
@@ -347,12 +390,22 @@ fn library_candidates(options: &RuntimeOptions) -> Vec<(String, PathBuf)> {
             candidates.push(("next to the executable".to_string(), dir.join(name)));
         }
     }
+    candidates.push((
+        "the source tree's setup folder (development builds)".to_string(),
+        setup_library_dir().join(ONNXRUNTIME_LIBRARY),
+    ));
     candidates
 }
 
 fn load_environment(options: &RuntimeOptions) -> Result<Environment> {
+    load_first(library_candidates(options))
+}
+
+/// Load the first candidate that is a loadable library; the error lists every candidate and what
+/// it answered.
+fn load_first(candidates: Vec<(String, PathBuf)>) -> Result<Environment> {
     let mut report = Vec::new();
-    for (origin, path) in library_candidates(options) {
+    for (origin, path) in candidates {
         if !path.is_file() {
             report.push(format!("  {origin}: {} (not found)", path.display()));
             continue;
@@ -373,4 +426,66 @@ fn load_environment(options: &RuntimeOptions) -> Result<Environment> {
         details: format!("Looked in:\n{}", report.join("\n")),
         install_hint: INSTALL_HINT,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_search_lists_each_place_and_states_the_rule_for_shipped_programs() {
+        let dir = std::env::temp_dir().join(format!("gptrt-ort-search-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_a_library = dir.join(ONNXRUNTIME_LIBRARY);
+        std::fs::write(&not_a_library, b"not a shared library").unwrap();
+        let missing = dir.join("missing").join(ONNXRUNTIME_LIBRARY);
+        let error = match load_first(vec![
+            ("next to the executable".to_string(), not_a_library.clone()),
+            ("setup folder".to_string(), missing.clone()),
+        ]) {
+            Err(error) => error,
+            Ok(_) => panic!("a text file loaded as ONNX Runtime"),
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!(
+                "next to the executable: {}",
+                not_a_library.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("setup folder: {} (not found)", missing.display())),
+            "{text}"
+        );
+        for rule in [
+            "library path",
+            "$ORT_DYLIB_PATH",
+            "next to its executable",
+            "ORT_DYLIB_PATH at it",
+        ] {
+            assert!(
+                text.contains(rule),
+                "the error does not say `{rule}`: {text}"
+            );
+        }
+        // `fn main() -> Result<(), gptrt::Error>` prints the Debug form: it must read like the message.
+        assert_eq!(format!("{error:?}"), text);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_executable_folder_comes_before_the_development_folder() {
+        let origins: Vec<String> = library_candidates(&RuntimeOptions::default())
+            .into_iter()
+            .map(|(origin, _)| origin)
+            .collect();
+        if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty()) {
+            assert_eq!(origins, ["$ORT_DYLIB_PATH"]);
+            return;
+        }
+        let exe = origins.iter().position(|o| o == "next to the executable");
+        let dev = origins.iter().position(|o| o.contains("development"));
+        assert!(exe.is_some() && exe < dev, "{origins:?}");
+    }
 }

@@ -55,16 +55,44 @@ impl Tokenizer {
 
     /// Load a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
-        Tokenizer::from_tokenizer(inner, path)
+        let json = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Tokenizer::from_json(&json, path)
     }
 
     /// Load a `tokenizer.json` from bytes.
     pub fn from_bytes(json: &[u8]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(json)
-            .map_err(|e| Error::Tokenizer(format!("tokenizer.json (in memory): {e}")))?;
-        Tokenizer::from_tokenizer(inner, Path::new("<memory>/tokenizer.json"))
+        Tokenizer::from_json(json, Path::new("<memory>/tokenizer.json"))
+    }
+
+    /// Parse `tokenizer.json` (`origin` names it in errors). The `tokenizers` crate panics on some
+    /// malformed files (a `decoder` nested past serde_json's depth limit, for one): the JSON is
+    /// checked first, and a panic that still escapes becomes an error naming the file.
+    fn from_json(json: &[u8], origin: &Path) -> Result<Tokenizer> {
+        let error = |message: String| Error::Tokenizer(format!("{}: {message}", origin.display()));
+        let depth = json_nesting_depth(json);
+        if depth > MAX_JSON_DEPTH {
+            return Err(error(format!(
+                "JSON nested {depth} levels deep; a tokenizer needs a few, gptrt accepts up to \
+                 {MAX_JSON_DEPTH}"
+            )));
+        }
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json)).map_err(
+            |panic| {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                error(format!(
+                    "malformed tokenizer (the tokenizers crate failed: {reason})"
+                ))
+            },
+        )?;
+        let inner = parsed.map_err(|e| error(e.to_string()))?;
+        Tokenizer::from_tokenizer(inner, origin)
     }
 
     /// Build GPT-2's tokenizer from its original vocabulary and merges files.
@@ -173,6 +201,37 @@ impl Tokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
+}
+
+/// Deeper JSON than this makes the `tokenizers` crate panic (serde_json's limit is 128, and the
+/// crate unwraps that error inside its `decoder` parser); real tokenizer files nest 4-5 levels.
+const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of arrays and objects in `json`, brackets inside strings skipped: one pass
+/// with no allocation, so the check costs nothing next to parsing the file.
+fn json_nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// GPT-2's `bytes_to_unicode` table, inverted: for each char code below 324, the byte it stands for.
