@@ -30,8 +30,9 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 // ABI major version: a host refuses plugins of another major.
 #define GPTRT_PLUGIN_ABI_MAJOR 1
 
-// ABI minor version: grows when structs gain fields at their end.
-#define GPTRT_PLUGIN_ABI_MINOR 0
+// ABI minor version: grows when structs gain fields at their end. 1 added the host's
+// `score_continuations` and `model_config_json`.
+#define GPTRT_PLUGIN_ABI_MINOR 1
 
 // Success.
 #define GPTRT_PLUGIN_OK 0
@@ -151,6 +152,21 @@ typedef struct GptrtHostApi {
   void (*free_string)(void *host_data, char *text);
   // Optional capabilities by string id (e.g. "org.gptrt.last_hidden_state"); NULL when absent.
   const void *(*get_capability)(void *host_data, const char *id);
+  // ABI 1.1: the log-likelihood of each of `n_continuations` continuations after one `context`,
+  // with the context run through the model once. The continuations are stored back to back in
+  // `ids`, continuation `i` being `lengths[i]` ids; `out_logprobs` receives `n_continuations`
+  // values. Absent (NULL, or beyond a 1.0 host's `struct_size`): call `score` for each.
+  int32_t (*score_continuations)(void *host_data,
+                                 const uint32_t *context,
+                                 uintptr_t n_context,
+                                 const uint32_t *ids,
+                                 const uintptr_t *lengths,
+                                 uintptr_t n_continuations,
+                                 double *out_logprobs);
+  // ABI 1.1: the model's `config.json` as the host read it (`n_layer`, `n_head`, `n_embd`,
+  // `n_positions`, `vocab_size`, `eos_token_id`, `bos_token_id`), a JSON object in `*out_text`
+  // to be released with `free_string`.
+  int32_t (*model_config_json)(void *host_data, char **out_text);
 } GptrtHostApi;
 
 // The functions of a sampler plugin. Required: `create`, `destroy`, `apply`.

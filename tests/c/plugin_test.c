@@ -38,15 +38,16 @@ int main(int argc, char **argv) {
     size_t size = 0;
     char *output = NULL;
 
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL_DIR RUST_PLUGIN C_PLUGIN\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL_DIR PLUGIN_LIBRARY...\n", argv[0]);
         return 2;
     }
     CHECK(gptrt_runtime_new(NULL, &runtime));
     CHECK(gptrt_model_load(runtime, argv[1], &model));
     CHECK(gptrt_plugin_host_new(NULL, &host));
-    CHECK(gptrt_plugin_host_load(host, argv[2]));
-    CHECK(gptrt_plugin_host_load(host, argv[3]));
+    for (int i = 2; i < argc; i++) {
+        CHECK(gptrt_plugin_host_load(host, argv[i]));
+    }
     CHECK(gptrt_plugin_host_info_json(host, info, sizeof info, &size));
     printf("plugins: %s\n", info);
 

@@ -1,17 +1,14 @@
-//! gptrt plugins written in Rust against the safe authoring API.
+//! A gptrt sampler plugin written in Rust against the safe authoring API.
 //!
 //! - `org.gptrt.mirostat-v2`: Mirostat 2.0 (Basu, Ramachandran, Keskar, Varshney, "Mirostat: A
 //!   Neural Text Decoding Algorithm that Directly Controls Perplexity", ICLR 2021, Algorithm 2):
 //!   keep the tokens whose surprise `-log2 p` is below `mu`, sample among them, then move `mu`
 //!   towards the target surprise `tau`: `mu -= eta * (surprise - tau)`. It is a selector: it
 //!   chooses the token. Config: `{"tau": 5.0, "eta": 0.1, "seed": 0}`.
-//! - `org.gptrt.choice`: a task head that picks the most likely continuation of a prompt among
-//!   choices by the model's log-likelihood (zero-shot classification). Input:
-//!   `{"prompt": "...", "choices": ["...", ...]}`; output: `{"choice": i, "label": "...", "scores": [...]}`.
+//!
+//! The multiple-choice task head that lived here is `plugins/choice`.
 
-use gptrt_plugin_api::{
-    export_plugins, CandidatesMut, Context, Host, SamplerPlugin, TaskHeadPlugin,
-};
+use gptrt_plugin_api::{export_plugins, CandidatesMut, Context, Host, SamplerPlugin};
 use serde_json::{json, Value};
 
 /// Mirostat 2.0 state.
@@ -114,54 +111,4 @@ impl SamplerPlugin for Mirostat {
     }
 }
 
-/// Multiple choice by log-likelihood.
-pub struct Choice {
-    host: Host,
-}
-
-impl TaskHeadPlugin for Choice {
-    const ID: &'static str = "org.gptrt.choice";
-    const NAME: &'static str = "Multiple choice by likelihood";
-    const VERSION: &'static str = "1.0.0";
-    const DESCRIPTION: &'static str =
-        "Picks the most likely continuation of a prompt among choices (zero-shot classification)";
-
-    fn create(host: Host, _config_json: &str) -> Result<Self, String> {
-        Ok(Choice { host })
-    }
-
-    fn run(&mut self, input_json: &str) -> Result<String, String> {
-        let input: Value =
-            serde_json::from_str(input_json).map_err(|e| format!("input is not JSON: {e}"))?;
-        let prompt = input["prompt"]
-            .as_str()
-            .ok_or("input needs a string `prompt`")?;
-        let choices: Vec<&str> = input["choices"]
-            .as_array()
-            .ok_or("input needs an array `choices`")?
-            .iter()
-            .map(|c| c.as_str().ok_or("every choice must be a string"))
-            .collect::<Result<_, _>>()?;
-        if choices.is_empty() {
-            return Err("`choices` is empty".to_string());
-        }
-        let mut context = vec![50256u32];
-        context.extend(self.host.tokenize(prompt)?);
-        let mut scores = Vec::with_capacity(choices.len());
-        for choice in &choices {
-            let continuation = self.host.tokenize(choice)?;
-            // Mean log-likelihood per token, so long labels are not penalised for their length.
-            let total = self.host.score(&context, &continuation)?;
-            scores.push(total / continuation.len().max(1) as f64);
-        }
-        let best = scores
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        Ok(json!({"choice": best, "label": choices[best], "scores": scores}).to_string())
-    }
-}
-
-export_plugins!(samplers: [Mirostat], task_heads: [Choice]);
+export_plugins!(samplers: [Mirostat], task_heads: []);

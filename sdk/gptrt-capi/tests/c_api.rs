@@ -455,6 +455,7 @@ fn plugin_library(package: &str, file: &str) -> PathBuf {
 #[test]
 fn plugins_and_task_heads_are_reachable_from_c() {
     let rust = plugin_library("gptrt-plugin-mirostat", "libgptrt_plugin_mirostat.so");
+    let choice = plugin_library("gptrt-plugin-choice", "libgptrt_plugin_choice.so");
     let c = plugin_library("gptrt-plugin-xtc-c", "plugins/libgptrt_xtc.so");
     let exe = build("tests/c/plugin_test.c", Lang::C, Link::Dynamic);
     let model = tiny("single");
@@ -463,6 +464,7 @@ fn plugins_and_task_heads_are_reachable_from_c() {
         &[
             model.to_str().unwrap(),
             rust.to_str().unwrap(),
+            choice.to_str().unwrap(),
             c.to_str().unwrap(),
         ],
     );

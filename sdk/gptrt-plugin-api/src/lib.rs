@@ -25,8 +25,9 @@ use std::ffi::{c_char, c_void, CStr, CString};
 
 /// ABI major version: a host refuses plugins of another major.
 pub const GPTRT_PLUGIN_ABI_MAJOR: u32 = 1;
-/// ABI minor version: grows when structs gain fields at their end.
-pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 0;
+/// ABI minor version: grows when structs gain fields at their end. 1 added the host's
+/// `score_continuations` and `model_config_json`.
+pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 1;
 
 /// Success.
 pub const GPTRT_PLUGIN_OK: i32 = 0;
@@ -186,6 +187,26 @@ pub struct GptrtHostApi {
     /// Optional capabilities by string id (e.g. "org.gptrt.last_hidden_state"); NULL when absent.
     pub get_capability:
         Option<unsafe extern "C" fn(host_data: *mut c_void, id: *const c_char) -> *const c_void>,
+    /// ABI 1.1: the log-likelihood of each of `n_continuations` continuations after one `context`,
+    /// with the context run through the model once. The continuations are stored back to back in
+    /// `ids`, continuation `i` being `lengths[i]` ids; `out_logprobs` receives `n_continuations`
+    /// values. Absent (NULL, or beyond a 1.0 host's `struct_size`): call `score` for each.
+    pub score_continuations: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            context: *const u32,
+            n_context: usize,
+            ids: *const u32,
+            lengths: *const usize,
+            n_continuations: usize,
+            out_logprobs: *mut f64,
+        ) -> i32,
+    >,
+    /// ABI 1.1: the model's `config.json` as the host read it (`n_layer`, `n_head`, `n_embd`,
+    /// `n_positions`, `vocab_size`, `eos_token_id`, `bos_token_id`), a JSON object in `*out_text`
+    /// to be released with `free_string`.
+    pub model_config_json:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, out_text: *mut *mut c_char) -> i32>,
 }
 
 /// The functions of a sampler plugin. Required: `create`, `destroy`, `apply`.
@@ -323,13 +344,29 @@ impl Host {
             generate: None,
             free_string: None,
             get_capability: None,
+            score_continuations: None,
+            model_config_json: None,
         };
-        // SAFETY: the caller guarantees validity; a smaller (older) struct keeps the defaults.
-        let api = match unsafe { api.as_ref() } {
-            Some(api) if api.struct_size >= std::mem::size_of::<GptrtHostApi>() => *api,
-            _ => empty,
+        let mut host = Host { api: empty };
+        // SAFETY: the caller guarantees validity.
+        let Some(given) = (unsafe { api.as_ref() }) else {
+            return host;
         };
-        Host { api }
+        // An older host's struct is a prefix of this one: take the slots it has, and keep the
+        // newer ones empty (a slot holds a function pointer or NULL, so any prefix is valid).
+        let size = given.struct_size.min(std::mem::size_of::<GptrtHostApi>());
+        if size >= std::mem::offset_of!(GptrtHostApi, score_continuations) {
+            // SAFETY: `api` is valid for `struct_size` bytes; both are GptrtHostApi layouts.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    api.cast::<u8>(),
+                    (&mut host.api as *mut GptrtHostApi).cast::<u8>(),
+                    size,
+                );
+            }
+            host.api.struct_size = std::mem::size_of::<GptrtHostApi>();
+        }
+        host
     }
 
     /// Log through the host.
@@ -385,6 +422,66 @@ impl Host {
             return Err(format!("host score failed with status {status}"));
         }
         Ok(out)
+    }
+}
+
+impl Host {
+    /// The log-likelihood of each continuation after `context`, the context run once (ABI 1.1);
+    /// on a 1.0 host, [`Host::score`] for each.
+    pub fn score_continuations(
+        &self,
+        context: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<f64>, String> {
+        let Some(f) = self.api.score_continuations else {
+            return continuations
+                .iter()
+                .map(|c| self.score(context, c))
+                .collect();
+        };
+        let ids: Vec<u32> = continuations.iter().flatten().copied().collect();
+        let lengths: Vec<usize> = continuations.iter().map(Vec::len).collect();
+        let mut out = vec![0.0f64; continuations.len()];
+        // SAFETY: every buffer is valid for the length passed with it.
+        let status = unsafe {
+            f(
+                self.api.host_data,
+                context.as_ptr(),
+                context.len(),
+                ids.as_ptr(),
+                lengths.as_ptr(),
+                lengths.len(),
+                out.as_mut_ptr(),
+            )
+        };
+        if status != GPTRT_PLUGIN_OK {
+            return Err(format!(
+                "host score_continuations failed with status {status}"
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The model's `config.json` fields as a JSON object (ABI 1.1).
+    pub fn model_config_json(&self) -> Result<String, String> {
+        let (Some(f), Some(free)) = (self.api.model_config_json, self.api.free_string) else {
+            return Err("the host does not report its model's config (ABI 1.0 host)".to_string());
+        };
+        let mut text: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `text` is valid for a write.
+        let status = unsafe { f(self.api.host_data, &mut text) };
+        if status != GPTRT_PLUGIN_OK || text.is_null() {
+            return Err(format!(
+                "host model_config_json failed with status {status}"
+            ));
+        }
+        // SAFETY: a NUL-terminated string the host returned, released right after the copy.
+        let json = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: returned by this host's model_config_json.
+        unsafe { free(self.api.host_data, text) };
+        Ok(json)
     }
 }
 
@@ -856,4 +953,39 @@ macro_rules! export_plugins {
             &entry.0
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn fake_free(_host_data: *mut c_void, _text: *mut c_char) {}
+
+    #[test]
+    fn an_older_hosts_struct_keeps_its_slots_and_leaves_the_newer_ones_empty() {
+        let mut api = GptrtHostApi {
+            struct_size: std::mem::offset_of!(GptrtHostApi, score_continuations),
+            abi: GptrtAbiVersion { major: 1, minor: 0 },
+            host_data: std::ptr::null_mut(),
+            log: None,
+            tokenize: None,
+            detokenize: None,
+            score: None,
+            forward_logits: None,
+            generate: None,
+            free_string: Some(fake_free),
+            get_capability: None,
+            score_continuations: None,
+            model_config_json: None,
+        };
+        // SAFETY: a valid struct that outlives the host.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.api.free_string.is_some(), "a 1.0 slot is kept");
+        assert!(host.model_config_json().unwrap_err().contains("1.0 host"));
+        // Too small even for 1.0: nothing is trusted.
+        api.struct_size = 8;
+        // SAFETY: as above.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.api.free_string.is_none());
+    }
 }

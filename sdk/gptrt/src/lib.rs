@@ -44,6 +44,7 @@ pub mod plugin;
 pub mod provider;
 pub mod runtime;
 pub mod sampling;
+pub mod tasks;
 pub mod tokenizer;
 
 pub use config::{EarlyStopping, GenerationConfig, ModelConfig, StopStrings, TokenIds};

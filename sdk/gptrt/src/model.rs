@@ -851,7 +851,7 @@ impl Model {
 
     /// [`Model::forward`], keeping the logits of every fed position (`[batch, seq, vocab]`) when
     /// `all_positions`.
-    fn forward_positions(
+    pub(crate) fn forward_positions(
         &self,
         input: &StepInput<'_>,
         cache: &mut KvCache,

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use gptrt_plugin_api::*;
 use sha2::{Digest, Sha256};
 
+mod host_model;
+
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -528,6 +530,8 @@ impl HostApi {
                 generate: Some(host_generate),
                 free_string: Some(host_free_string),
                 get_capability: Some(host_get_capability),
+                score_continuations: Some(host_model::host_score_continuations),
+                model_config_json: Some(host_model::host_model_config_json),
             },
             context,
         })

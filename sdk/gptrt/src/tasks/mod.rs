@@ -1,0 +1,5 @@
+//! What task heads share: scoring several continuations of one context with the context run once
+//! ([`crate::Model::score_continuations`]), which the multiple-choice head (`plugins/choice`) and
+//! zero-shot classification build on.
+
+mod scoring;

@@ -1,0 +1,116 @@
+//! Log-likelihoods of several continuations of one context, with the context run once.
+
+use crate::error::{Error, Result};
+use crate::model::{KvCache, Model, StepInput};
+use crate::sampling::log_sum_exp;
+
+impl Model {
+    /// Log-likelihood (natural log) of each of `continuations` after `context`, as
+    /// [`Model::score`] gives it, but with the context run through the model once: one forward
+    /// pass over the context, then every continuation as a row of one batched pass that continues
+    /// from the context's KV cache. (A graph without a KV cache runs each continuation in full.)
+    /// An empty continuation scores 0.
+    pub fn score_continuations(
+        &self,
+        context: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<f64>> {
+        if context.is_empty() {
+            return Err(Error::InvalidOption {
+                field: "context",
+                message: "at least one context token is needed (GPT-2 uses <|endoftext|>)"
+                    .to_string(),
+            });
+        }
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
+        let n_positions = self.config().n_positions;
+        if context.len() + longest > n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: context.len() + longest,
+                n_positions,
+            });
+        }
+        self.check_ids(context)?;
+        for continuation in continuations {
+            self.check_ids(continuation)?;
+        }
+        if !self.uses_cache() || continuations.len() < 2 {
+            return continuations
+                .iter()
+                .map(|c| {
+                    if c.is_empty() {
+                        Ok(0.0)
+                    } else {
+                        self.score(context, c)
+                    }
+                })
+                .collect();
+        }
+
+        let mut cache = KvCache::default();
+        let mut last = Vec::new();
+        let context_ids: Vec<i64> = context.iter().map(|&id| i64::from(id)).collect();
+        let positions: Vec<i64> = (0..context.len() as i64).collect();
+        self.forward(
+            &StepInput {
+                batch: 1,
+                seq: context.len(),
+                input_ids: &context_ids,
+                attention_mask: &vec![1; context.len()],
+                position_ids: &positions,
+            },
+            &mut cache,
+            &mut last,
+        )?;
+        let logprob = |row: &[f32], token: u32| {
+            f64::from(row[token as usize] - log_sum_exp(row.iter().copied()))
+        };
+        let mut scores: Vec<f64> = continuations
+            .iter()
+            .map(|c| c.first().map_or(0.0, |&first| logprob(&last, first)))
+            .collect();
+        // Every token of each continuation but its last (whose logits would predict nothing
+        // scored), right-padded to the longest; padding is masked and comes after the real tokens,
+        // so it changes nothing they see.
+        let tail = longest.saturating_sub(1);
+        if tail == 0 {
+            return Ok(scores);
+        }
+        let rows = continuations.len();
+        cache.select_rows(&vec![0; rows])?;
+        let pad = i64::from(self.config().eos_token_id);
+        let mut input_ids = Vec::with_capacity(rows * tail);
+        let mut attention_mask = Vec::with_capacity(rows * (context.len() + tail));
+        for continuation in continuations {
+            let fed = &continuation[..continuation.len().saturating_sub(1)];
+            input_ids.extend(fed.iter().map(|&id| i64::from(id)));
+            input_ids.extend(std::iter::repeat_n(pad, tail - fed.len()));
+            attention_mask.extend(std::iter::repeat_n(1, context.len() + fed.len()));
+            attention_mask.extend(std::iter::repeat_n(0, tail - fed.len()));
+        }
+        let position_ids: Vec<i64> = (0..rows)
+            .flat_map(|_| (context.len()..context.len() + tail).map(|p| p as i64))
+            .collect();
+        let mut logits = Vec::new();
+        self.forward_positions(
+            &StepInput {
+                batch: rows,
+                seq: tail,
+                input_ids: &input_ids,
+                attention_mask: &attention_mask,
+                position_ids: &position_ids,
+            },
+            &mut cache,
+            &mut logits,
+            true,
+        )?;
+        let vocab = self.config().vocab_size;
+        for (row, continuation) in continuations.iter().enumerate() {
+            for (step, &token) in continuation.iter().enumerate().skip(1) {
+                let at = (row * tail + step - 1) * vocab;
+                scores[row] += logprob(&logits[at..at + vocab], token);
+            }
+        }
+        Ok(scores)
+    }
+}
