@@ -5,6 +5,22 @@
 
 #include "gptrt_plugin.h"
 
+/* -DPLUGIN_ID="..." tells builds of this file apart once loaded. */
+#ifndef PLUGIN_ID
+#define PLUGIN_ID "org.gptrt.test.misbehaving"
+#endif
+
+/* -DMARKER_FILE="/path": the library's constructor creates that file, so a test can see whether
+ * the loader ran any of this library's code at all (a constructor runs inside dlopen, before the
+ * host can check anything). */
+#if defined(MARKER_FILE)
+#include <stdio.h>
+__attribute__((constructor)) static void mark_loaded(void) {
+    FILE *marker = fopen(MARKER_FILE, "w");
+    if (marker) fclose(marker);
+}
+#endif
+
 static int32_t create(const GptrtHostApi *host, const char *config, void **out) {
     (void)host;
     (void)config;
@@ -62,7 +78,7 @@ static const GptrtPluginDescriptor DESCRIPTOR = {
     sizeof(GptrtPluginDescriptor),
 #endif
     {GPTRT_PLUGIN_ABI_MAJOR, GPTRT_PLUGIN_ABI_MINOR},
-    "org.gptrt.test.misbehaving", "Misbehaving", "0.0.1", NULL, GPTRT_PLUGIN_KIND_SAMPLER, &VTABLE,
+    PLUGIN_ID, "Misbehaving", "0.0.1", NULL, GPTRT_PLUGIN_KIND_SAMPLER, &VTABLE,
 };
 
 static const GptrtPluginDescriptor *get_plugin(size_t index) { return index == 0 ? &DESCRIPTOR : NULL; }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use gptrt_plugin_api::*;
-use sha2::{Digest, Sha256};
+
+mod open;
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
@@ -244,24 +245,16 @@ fn check_abi(plugin: &str, abi: GptrtAbiVersion) -> Result<()> {
 }
 
 /// Load and check one library. With an allowlist, its SHA-256 must be pinned there.
+///
+/// A relative `path` (a bare file name included) is taken relative to the working directory,
+/// never searched for on the loader's path, and the bytes hashed are the bytes loaded (on Linux;
+/// elsewhere see the module `open`'s notes, summed up in the README).
 pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<PluginLibrary> {
+    let opened = open::open(path, allowlist)?;
+    let path = opened.path;
+    let sha256 = opened.sha256;
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if let Some(allowlist) = allowlist {
-        allowlist.check(path, &sha256)?;
-    }
-    // SAFETY: loading a library runs its initialisers; that is the point of a plugin and the
-    // allowlist is how a host restricts which code that may be.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| plugin_error(&label, format!("cannot load the library: {e}")))?;
-    let library = keep_loaded(library);
+    let library = keep_loaded(opened.library);
     // SAFETY: the symbol's type is fixed by the ABI.
     let entry_fn: libloading::Symbol<'_, GptrtPluginEntryFn> =
         unsafe { library.get(GPTRT_PLUGIN_ENTRY_SYMBOL.as_bytes()) }.map_err(|_| {
