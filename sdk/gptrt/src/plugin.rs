@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use gptrt_plugin_api::*;
 
+pub(crate) mod calls;
 mod open;
+
+pub use calls::PluginCallWatch;
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
@@ -810,6 +813,7 @@ fn create_instance(
         })
         .transpose()?;
     let mut instance: *mut c_void = std::ptr::null_mut();
+    let _in_call = calls::InCall::enter();
     // SAFETY: ABI call with valid pointers; the host API outlives the instance.
     let status = unsafe {
         create(
@@ -876,6 +880,7 @@ impl PluginSampler {
 impl Drop for PluginSampler {
     fn drop(&mut self) {
         if let Some(destroy) = self.vtable.destroy {
+            let _in_call = calls::InCall::enter();
             // SAFETY: destroying the instance this struct owns, once.
             unsafe { destroy(self.instance) };
         }
@@ -914,9 +919,20 @@ impl Sampler for PluginSampler {
             max_length: context.max_length,
             vocab_size: vocab_limit,
         };
-        // SAFETY: `raw.data` points to `before` initialised candidates with the ABI layout (checked
-        // at compile time); the plugin may only shrink `size`.
-        let status = unsafe { apply(self.instance, &mut raw, &ctx) };
+        // A generation that is cancelled or out of time calls no more plugins: the generator
+        // stops the row without this token (see `calls::take_skipped`).
+        if let Some(reason) = calls::stop_before_call() {
+            return Err(self.fault(format!(
+                "apply not called: the generation stopped ({})",
+                reason.name()
+            )));
+        }
+        let status = {
+            let _in_call = calls::InCall::enter();
+            // SAFETY: `raw.data` points to `before` initialised candidates with the ABI layout
+            // (checked at compile time); the plugin may only shrink `size`.
+            unsafe { apply(self.instance, &mut raw, &ctx) }
+        };
         if status != GPTRT_PLUGIN_OK {
             let detail = last_error(self.instance, self.vtable.last_error)
                 .unwrap_or_else(|| "no message".to_string());
@@ -960,6 +976,7 @@ impl Sampler for PluginSampler {
 
     fn accept(&mut self, token: u32) {
         if let Some(accept) = self.vtable.accept {
+            let _in_call = calls::InCall::enter();
             // SAFETY: ABI call on the owned instance.
             unsafe { accept(self.instance, token) };
         }
@@ -967,6 +984,7 @@ impl Sampler for PluginSampler {
 
     fn reset(&mut self) {
         if let Some(reset) = self.vtable.reset {
+            let _in_call = calls::InCall::enter();
             // SAFETY: ABI call on the owned instance.
             unsafe { reset(self.instance) };
         }
@@ -1018,8 +1036,11 @@ impl TaskHead {
         let input = CString::new(input_json)
             .map_err(|_| plugin_error(&label, "input JSON contains NUL"))?;
         let mut output: *mut c_char = std::ptr::null_mut();
-        // SAFETY: ABI call with valid pointers.
-        let status = unsafe { run(self.instance, input.as_ptr(), &mut output) };
+        let status = {
+            let _in_call = calls::InCall::enter();
+            // SAFETY: ABI call with valid pointers.
+            unsafe { run(self.instance, input.as_ptr(), &mut output) }
+        };
         if status != GPTRT_PLUGIN_OK {
             let detail = last_error(self.instance, self.vtable.last_error)
                 .unwrap_or_else(|| "no message".to_string());
@@ -1050,6 +1071,7 @@ impl TaskHead {
 impl Drop for TaskHead {
     fn drop(&mut self) {
         if let Some(destroy) = self.vtable.destroy {
+            let _in_call = calls::InCall::enter();
             // SAFETY: destroying the owned instance once.
             unsafe { destroy(self.instance) };
         }
