@@ -915,7 +915,9 @@ void gptrt_plugin_host_free(gptrt_plugin_host_t *host);
 
 // Load a plugin library. Its ABI version, struct sizes and required slots are checked (and its
 // SHA-256 against the allowlist); a refusal returns `GPTRT_ERROR_PLUGIN` and a message naming the
-// library and the fault.
+// library and the fault. `path` names a file, never a search: a relative path or a bare name is
+// that file in the working directory (`LD_LIBRARY_PATH` is not consulted), and on Linux the bytes
+// hashed are the bytes loaded (README: Plugin authors).
 //
 // [thread-safe]
 //
@@ -1054,8 +1056,14 @@ gptrt_status_t gptrt_session_new_batched(const gptrt_batcher_t *batcher,
                                          gptrt_session_t **out_session);
 
 // Release a session handle. A running generation is cancelled and this call waits for the
-// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle freed already, is ignored (set
-// your variable to NULL after freeing).
+// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle
+// freed already, is ignored (set your variable to NULL after freeing).
+//
+// A worker that stays inside one plugin call for half a second of this wait is detached instead (nothing can preempt a plugin's native code): this call returns, and the
+// worker thread, its plugin instances and its reference to the model stay alive until the plugin
+// returns; then the worker sees the cancel, frees them and exits. Until then the model's memory
+// is not released even after `gptrt_model_free`, and a process that exits meanwhile simply ends
+// the thread.
 //
 // [thread-safe] Do not use the handle after this call. If another thread is inside a call on the
 // session, the session is released when that call returns.

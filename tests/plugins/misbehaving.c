@@ -1,9 +1,39 @@
 /* Misbehaving sampler plugins: one source, one fault per -D flag. The host must turn each into an
  * error naming the plugin and stay usable. Built by sdk/gptrt/tests/plugins.rs. */
+/* nanosleep and access (FAULT_SLOW, FAULT_BLOCKS). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
 
 #include "gptrt_plugin.h"
+
+/* -DPLUGIN_ID="..." tells builds of this file apart once loaded. */
+#ifndef PLUGIN_ID
+#define PLUGIN_ID "org.gptrt.test.misbehaving"
+#endif
+
+/* -DMARKER_FILE="/path": the library's constructor creates that file, so a test can see whether
+ * the loader ran any of this library's code at all (a constructor runs inside dlopen, before the
+ * host can check anything). */
+#if defined(FAULT_SLOW) || defined(FAULT_BLOCKS)
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+static void nap(long ms) {
+    struct timespec t;
+    t.tv_sec = ms / 1000;
+    t.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&t, NULL);
+}
+#endif
+
+#if defined(MARKER_FILE)
+#include <stdio.h>
+__attribute__((constructor)) static void mark_loaded(void) {
+    FILE *marker = fopen(MARKER_FILE, "w");
+    if (marker) fclose(marker);
+}
+#endif
 
 static int32_t create(const GptrtHostApi *host, const char *config, void **out) {
     (void)host;
@@ -37,6 +67,24 @@ static int32_t apply(void *self, GptrtCandidates *c, const GptrtSamplerContext *
 #elif defined(FAULT_BAD_SELECTION)
     (void)ctx;
     c->selected = (int64_t)c->size;
+#elif defined(FAULT_SLOW)
+    /* Every call takes 300 ms: longer than the max_time the tests give. */
+    (void)ctx;
+    (void)c;
+    nap(300);
+#elif defined(FAULT_BLOCKS)
+    /* Stuck in apply: note the call in CALLS_FILE (-D, a path), then wait until RELEASE_FILE
+     * exists. No host can preempt this; it must not hang with it. */
+    (void)ctx;
+    (void)c;
+    {
+        FILE *calls = fopen(CALLS_FILE, "a");
+        if (calls) {
+            fputs("apply\n", calls);
+            fclose(calls);
+        }
+    }
+    while (access(RELEASE_FILE, F_OK) != 0) nap(5);
 #else
     (void)ctx;
     (void)c;
@@ -62,7 +110,7 @@ static const GptrtPluginDescriptor DESCRIPTOR = {
     sizeof(GptrtPluginDescriptor),
 #endif
     {GPTRT_PLUGIN_ABI_MAJOR, GPTRT_PLUGIN_ABI_MINOR},
-    "org.gptrt.test.misbehaving", "Misbehaving", "0.0.1", NULL, GPTRT_PLUGIN_KIND_SAMPLER, &VTABLE,
+    PLUGIN_ID, "Misbehaving", "0.0.1", NULL, GPTRT_PLUGIN_KIND_SAMPLER, &VTABLE,
 };
 
 static const GptrtPluginDescriptor *get_plugin(size_t index) { return index == 0 ? &DESCRIPTOR : NULL; }

@@ -88,7 +88,9 @@ pub extern "C" fn gptrt_plugin_host_free(host: *mut gptrt_plugin_host_t) {
 
 /// Load a plugin library. Its ABI version, struct sizes and required slots are checked (and its
 /// SHA-256 against the allowlist); a refusal returns `GPTRT_ERROR_PLUGIN` and a message naming the
-/// library and the fault.
+/// library and the fault. `path` names a file, never a search: a relative path or a bare name is
+/// that file in the working directory (`LD_LIBRARY_PATH` is not consulted), and on Linux the bytes
+/// hashed are the bytes loaded (README: Plugin authors).
 ///
 /// [thread-safe]
 ///

@@ -12,7 +12,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use gptrt::plugin::PluginCallWatch;
 use gptrt::{CancelToken, Generation, GenerationConfig, Generator, Model, StopReason, TokenEvent};
 
 use crate::batcher::{check_batchable, gptrt_batcher_t, Batcher};
@@ -134,6 +136,8 @@ struct Stream {
     job: Option<Job>,
     /// The session is being freed: the worker exits.
     shutdown: bool,
+    /// The worker has returned (it signals `finished` too).
+    worker_exited: bool,
 }
 
 /// A generation handed to the session's worker (or its batcher's).
@@ -267,6 +271,8 @@ pub(crate) struct Session {
     /// The session's own worker; `None` for a batched session, whose generations run on its
     /// batcher's.
     worker: Option<JoinHandle<()>>,
+    /// Whether the worker is inside a plugin's code.
+    calls: PluginCallWatch,
     batcher: Option<Arc<Batcher>>,
     /// Plugin samplers put in the chain of every generation.
     samplers: Mutex<Vec<SamplerSpec>>,
@@ -306,20 +312,55 @@ impl Session {
     }
 }
 
+/// How long `gptrt_session_free` waits for a plugin call in progress to return before it
+/// detaches the worker. Ordinary calls take microseconds; one this long may never return.
+const PLUGIN_CALL_GRACE: Duration = Duration::from_millis(500);
+
 impl Drop for Session {
     /// Freeing a session cancels its generation and waits for the worker to see it (at most the
-    /// forward pass in progress) and exit.
+    /// forward pass in progress) and exit, unless the worker is stuck in a plugin call: then it
+    /// is detached (see `gptrt_session_free`).
     fn drop(&mut self) {
-        {
-            let mut stream = self.shared.lock();
-            stream.shutdown = true;
-            stream.cancel.cancel();
-            self.shared.wake.notify_all();
+        let mut stream = self.shared.lock();
+        stream.shutdown = true;
+        stream.cancel.cancel();
+        self.shared.wake.notify_all();
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        let mut in_call_since: Option<Instant> = None;
+        while !stream.worker_exited {
+            if self.calls.in_call() {
+                let since = *in_call_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= PLUGIN_CALL_GRACE {
+                    // Detached: the worker owns what it uses (model, shared state, plugin
+                    // instances) and frees it when the plugin returns and it exits.
+                    return;
+                }
+            } else {
+                in_call_since = None;
+            }
+            // The worker signals its exit; the timeout only lets this loop see a plugin call.
+            stream = self
+                .shared
+                .finished
+                .wait_timeout(stream, Duration::from_millis(10))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
-        if let Some(worker) = self.worker.take() {
-            // The worker catches its own panics; a join error cannot carry anything new.
-            let _ = worker.join();
-        }
+        drop(stream);
+        // The worker catches its own panics; a join error cannot carry anything new.
+        let _ = worker.join();
+    }
+}
+
+/// Tells a session's owner that its worker has returned, however it returns.
+struct ExitSignal(Arc<Shared>);
+
+impl Drop for ExitSignal {
+    fn drop(&mut self) {
+        self.0.lock().worker_exited = true;
+        self.0.finished.notify_all();
     }
 }
 
@@ -354,7 +395,9 @@ pub(crate) fn spawn_worker(
 }
 
 /// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
-fn worker_main(model: Arc<Model>, shared: Arc<Shared>) {
+fn worker_main(model: Arc<Model>, shared: Arc<Shared>, calls: PluginCallWatch) {
+    let _exit = ExitSignal(shared.clone());
+    calls.watch_this_thread();
     yield_to_host_threads();
     loop {
         let job = {
@@ -490,14 +533,16 @@ pub unsafe extern "C" fn gptrt_session_new(
         check_out(out_session, "out_session")?;
         let model = handles::get(model, "model")?;
         let shared = new_shared();
+        let calls = PluginCallWatch::new();
         let worker = {
-            let (model, shared) = (model.clone(), shared.clone());
-            spawn_worker("session", move || worker_main(model, shared))?
+            let (model, shared, calls) = (model.clone(), shared.clone(), calls.clone());
+            spawn_worker("session", move || worker_main(model, shared, calls))?
         };
         let session = Session {
             model,
             shared,
             worker: Some(worker),
+            calls,
             batcher: None,
             samplers: Mutex::new(Vec::new()),
         };
@@ -540,6 +585,7 @@ pub unsafe extern "C" fn gptrt_session_new_batched(
             model: batcher.model().clone(),
             shared: new_shared(),
             worker: None,
+            calls: PluginCallWatch::new(),
             batcher: Some(batcher),
             samplers: Mutex::new(Vec::new()),
         };
@@ -551,8 +597,14 @@ pub unsafe extern "C" fn gptrt_session_new_batched(
 }
 
 /// Release a session handle. A running generation is cancelled and this call waits for the
-/// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle freed already, is ignored (set
-/// your variable to NULL after freeing).
+/// session's worker to stop (at most the forward pass in progress) and exit. NULL, or a handle
+/// freed already, is ignored (set your variable to NULL after freeing).
+///
+/// A worker that stays inside one plugin call for half a second of this wait is detached instead (nothing can preempt a plugin's native code): this call returns, and the
+/// worker thread, its plugin instances and its reference to the model stay alive until the plugin
+/// returns; then the worker sees the cancel, frees them and exits. Until then the model's memory
+/// is not released even after `gptrt_model_free`, and a process that exits meanwhile simply ends
+/// the thread.
 ///
 /// [thread-safe] Do not use the handle after this call. If another thread is inside a call on the
 /// session, the session is released when that call returns.

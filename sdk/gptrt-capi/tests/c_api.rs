@@ -515,3 +515,75 @@ fn plugins_and_task_heads_are_reachable_from_c() {
     );
     assert_eq!(line("null-host"), "GPTRT_ERROR_NULL_POINTER");
 }
+
+/// tests/plugins/misbehaving.c with `-DFAULT_BLOCKS`: a sampler whose `apply` notes the call in
+/// `calls` and then waits for a file that never appears.
+fn stuck_plugin(calls: &Path) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("gptrt-capi-stuck-{}.so", std::process::id()));
+    let never = std::env::temp_dir().join(format!("gptrt-capi-never-{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fPIC",
+            "-shared",
+            "-DFAULT_BLOCKS",
+        ])
+        .arg(format!("-DCALLS_FILE=\"{}\"", calls.display()))
+        .arg(format!("-DRELEASE_FILE=\"{}\"", never.display()))
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg(repo().join("tests/plugins/misbehaving.c"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "compiling the stuck plugin");
+    out
+}
+
+#[test]
+fn freeing_a_session_whose_plugin_is_stuck_returns() {
+    let calls = std::env::temp_dir().join(format!("gptrt-capi-calls-{}", std::process::id()));
+    let _ = std::fs::remove_file(&calls);
+    let plugin = stuck_plugin(&calls);
+    let exe = build("tests/c/stuck_plugin_test.c", Lang::C, Link::Dynamic);
+    let mut child = Command::new(&exe)
+        .current_dir(repo())
+        .arg(tiny("single"))
+        .arg(&plugin)
+        .arg(&calls)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running stuck_plugin_test");
+    // A watchdog, not a speed check: the old gptrt_session_free never returned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("waiting").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "stuck_plugin_test still running after 30 s (gptrt_session_free hangs?); stdout:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["stuck in apply", "session freed", "done"]
+    );
+    let _ = std::fs::remove_file(&calls);
+}

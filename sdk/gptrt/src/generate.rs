@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model, StepInput};
+use crate::plugin::calls::{self, Limits};
 use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +60,9 @@ pub struct TokenEvent<'a> {
     /// The token id.
     pub token_id: u32,
     /// The text this token completed (may be empty: part of a multi-byte character, or a special
-    /// token). Concatenating every event's text gives the final `text`.
+    /// token). Concatenating every event's text gives the final `text`, except when a generation
+    /// stops because a plugin call was skipped (cancelled or out of time): text held back until
+    /// then (an unfinished character, a possible stop-string start) goes into `text` only.
     pub text: &'a str,
 }
 
@@ -658,6 +661,8 @@ impl<'m> Generator<'m> {
     fn select_tokens(&mut self, on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
         let vocab = self.model.config().vocab_size;
         let flags = self.step_flags();
+        // Sampler plugins check these before each call; the rows check them after each chain.
+        let _limits = calls::enter_limits(flags.limits.clone());
         let mut buffers = Buffers {
             text: std::mem::take(&mut self.text_buf),
             piece: std::mem::take(&mut self.piece_buf),
@@ -695,11 +700,10 @@ impl<'m> Generator<'m> {
                 .rows
                 .first()
                 .is_some_and(|row| row.mask.len() >= self.model.config().n_positions),
-            out_of_time: self
-                .max_time
-                .zip(self.began)
-                .is_some_and(|(limit, began)| began.elapsed().as_secs_f64() >= limit),
-            cancelled: self.cancel.is_cancelled(),
+            limits: Limits {
+                cancel: self.cancel.clone(),
+                time_limit: self.began.zip(self.max_time),
+            },
         }
     }
 
@@ -845,11 +849,12 @@ impl<'m> Generator<'m> {
     }
 }
 
-/// Conditions that stop every active row at its next token.
+/// Conditions that stop every active row at its next token. The limits are read after each
+/// row's chain, so a slow sampler (a plugin's call) is never followed by another forward pass
+/// once time is up or the generation is cancelled.
 struct StepFlags {
     window_full: bool,
-    out_of_time: bool,
-    cancelled: bool,
+    limits: Limits,
 }
 
 /// Reused text buffers, so picking a token allocates nothing.
@@ -878,8 +883,20 @@ fn select_row(
         vocab_size: vocab,
     };
     let chain_began = Instant::now();
-    let token = row.chain.sample(logits, &context)?;
+    let sampled = row.chain.sample(logits, &context);
     buffers.sampling_seconds += chain_began.elapsed().as_secs_f64();
+    let token = match sampled {
+        Ok(token) => token,
+        Err(error) => {
+            return match calls::take_skipped() {
+                Some(reason) => {
+                    stop_without_token(row, reason);
+                    Ok(())
+                }
+                None => Err(error),
+            }
+        }
+    };
     if token as usize >= vocab {
         return Err(Error::Sampler {
             sampler: row
@@ -910,10 +927,8 @@ fn select_row(
         row.stop = Some(StopReason::MaxNewTokens);
     } else if row.tokens.len() >= n_positions || flags.window_full {
         row.stop = Some(StopReason::ContextFull);
-    } else if flags.cancelled {
-        row.stop = Some(StopReason::Cancelled);
-    } else if flags.out_of_time {
-        row.stop = Some(StopReason::MaxTime);
+    } else if let Some(reason) = flags.limits.reached() {
+        row.stop = Some(reason);
     }
     if row.stop.is_some() && row.stop != Some(StopReason::StopString) {
         let tail = row.decoder.finish();
@@ -933,6 +948,22 @@ fn select_row(
         row.stop = Some(StopReason::Callback);
     }
     Ok(())
+}
+
+/// A plugin call was skipped because the generation must stop: the row ends without this step's
+/// token, and text held back so far (an unfinished character, a possible start of a stop string)
+/// goes into its `text`, which no [`TokenEvent`] carries.
+fn stop_without_token(row: &mut Row, reason: StopReason) {
+    row.stop = Some(reason);
+    let mut released = String::new();
+    let tail = row.decoder.finish();
+    if let Some(matched) = row.stop_filter.push(&tail, &mut released) {
+        row.stop = Some(StopReason::StopString);
+        row.stop_string = Some(row.stop_filter.stops[matched].clone());
+    } else {
+        row.stop_filter.finish(&mut released);
+    }
+    row.text.push_str(&released);
 }
 
 /// Log-softmax of the raw logits at `token`, plus the `n` best alternatives.

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use gptrt_plugin_api::*;
-use sha2::{Digest, Sha256};
+
+pub(crate) mod calls;
+mod open;
+
+pub use calls::PluginCallWatch;
 
 mod host_model;
 
@@ -246,24 +250,16 @@ fn check_abi(plugin: &str, abi: GptrtAbiVersion) -> Result<()> {
 }
 
 /// Load and check one library. With an allowlist, its SHA-256 must be pinned there.
+///
+/// A relative `path` (a bare file name included) is taken relative to the working directory,
+/// never searched for on the loader's path, and the bytes hashed are the bytes loaded (on Linux;
+/// elsewhere see the module `open`'s notes, summed up in the README).
 pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<PluginLibrary> {
+    let opened = open::open(path, allowlist)?;
+    let path = opened.path;
+    let sha256 = opened.sha256;
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if let Some(allowlist) = allowlist {
-        allowlist.check(path, &sha256)?;
-    }
-    // SAFETY: loading a library runs its initialisers; that is the point of a plugin and the
-    // allowlist is how a host restricts which code that may be.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| plugin_error(&label, format!("cannot load the library: {e}")))?;
-    let library = keep_loaded(library);
+    let library = keep_loaded(opened.library);
     // SAFETY: the symbol's type is fixed by the ABI.
     let entry_fn: libloading::Symbol<'_, GptrtPluginEntryFn> =
         unsafe { library.get(GPTRT_PLUGIN_ENTRY_SYMBOL.as_bytes()) }.map_err(|_| {
@@ -821,6 +817,7 @@ fn create_instance(
         })
         .transpose()?;
     let mut instance: *mut c_void = std::ptr::null_mut();
+    let _in_call = calls::InCall::enter();
     // SAFETY: ABI call with valid pointers; the host API outlives the instance.
     let status = unsafe {
         create(
@@ -887,6 +884,7 @@ impl PluginSampler {
 impl Drop for PluginSampler {
     fn drop(&mut self) {
         if let Some(destroy) = self.vtable.destroy {
+            let _in_call = calls::InCall::enter();
             // SAFETY: destroying the instance this struct owns, once.
             unsafe { destroy(self.instance) };
         }
@@ -925,9 +923,20 @@ impl Sampler for PluginSampler {
             max_length: context.max_length,
             vocab_size: vocab_limit,
         };
-        // SAFETY: `raw.data` points to `before` initialised candidates with the ABI layout (checked
-        // at compile time); the plugin may only shrink `size`.
-        let status = unsafe { apply(self.instance, &mut raw, &ctx) };
+        // A generation that is cancelled or out of time calls no more plugins: the generator
+        // stops the row without this token (see `calls::take_skipped`).
+        if let Some(reason) = calls::stop_before_call() {
+            return Err(self.fault(format!(
+                "apply not called: the generation stopped ({})",
+                reason.name()
+            )));
+        }
+        let status = {
+            let _in_call = calls::InCall::enter();
+            // SAFETY: `raw.data` points to `before` initialised candidates with the ABI layout
+            // (checked at compile time); the plugin may only shrink `size`.
+            unsafe { apply(self.instance, &mut raw, &ctx) }
+        };
         if status != GPTRT_PLUGIN_OK {
             let detail = last_error(self.instance, self.vtable.last_error)
                 .unwrap_or_else(|| "no message".to_string());
@@ -971,6 +980,7 @@ impl Sampler for PluginSampler {
 
     fn accept(&mut self, token: u32) {
         if let Some(accept) = self.vtable.accept {
+            let _in_call = calls::InCall::enter();
             // SAFETY: ABI call on the owned instance.
             unsafe { accept(self.instance, token) };
         }
@@ -978,6 +988,7 @@ impl Sampler for PluginSampler {
 
     fn reset(&mut self) {
         if let Some(reset) = self.vtable.reset {
+            let _in_call = calls::InCall::enter();
             // SAFETY: ABI call on the owned instance.
             unsafe { reset(self.instance) };
         }
@@ -1029,8 +1040,11 @@ impl TaskHead {
         let input = CString::new(input_json)
             .map_err(|_| plugin_error(&label, "input JSON contains NUL"))?;
         let mut output: *mut c_char = std::ptr::null_mut();
-        // SAFETY: ABI call with valid pointers.
-        let status = unsafe { run(self.instance, input.as_ptr(), &mut output) };
+        let status = {
+            let _in_call = calls::InCall::enter();
+            // SAFETY: ABI call with valid pointers.
+            unsafe { run(self.instance, input.as_ptr(), &mut output) }
+        };
         if status != GPTRT_PLUGIN_OK {
             let detail = last_error(self.instance, self.vtable.last_error)
                 .unwrap_or_else(|| "no message".to_string());
@@ -1061,6 +1075,7 @@ impl TaskHead {
 impl Drop for TaskHead {
     fn drop(&mut self) {
         if let Some(destroy) = self.vtable.destroy {
+            let _in_call = calls::InCall::enter();
             // SAFETY: destroying the owned instance once.
             unsafe { destroy(self.instance) };
         }

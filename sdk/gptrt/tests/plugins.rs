@@ -50,11 +50,14 @@ fn xtc_library() -> PathBuf {
 
 /// Compile tests/plugins/misbehaving.c with one fault switched on.
 fn misbehaving(fault: &str) -> PathBuf {
+    misbehaving_with(fault, fault, &[])
+}
+
+/// Compile tests/plugins/misbehaving.c with one fault and more `-D` definitions, as `tag`.
+fn misbehaving_with(fault: &str, tag: &str, defines: &[String]) -> PathBuf {
     let repo = common::repo();
-    let out = std::env::temp_dir().join(format!(
-        "gptrt-misbehaving-{}-{fault}.so",
-        std::process::id()
-    ));
+    let out =
+        std::env::temp_dir().join(format!("gptrt-misbehaving-{}-{tag}.so", std::process::id()));
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args([
             "-std=c11",
@@ -66,6 +69,7 @@ fn misbehaving(fault: &str) -> PathBuf {
             "-shared",
         ])
         .arg(format!("-DFAULT_{fault}"))
+        .args(defines.iter().map(|d| format!("-D{d}")))
         .arg("-I")
         .arg(repo.join("include"))
         .arg(repo.join("tests/plugins/misbehaving.c"))
@@ -394,4 +398,127 @@ fn unknown_ids_and_kinds_are_named() {
     assert!(err.contains("task_head, not a sampler"), "{err}");
     let err = host.load(&mirostat_library()).err().unwrap().to_string();
     assert!(err.contains("already provided"), "{err}");
+}
+
+#[test]
+fn max_time_stops_the_generation_right_after_a_slow_plugin_call() {
+    let model = model();
+    let mut host = PluginHost::new();
+    host.load(&misbehaving("SLOW")).unwrap();
+    // Each apply takes 300 ms, three times max_time: the first call already runs past it.
+    let config = GenerationConfig {
+        max_time: Some(0.1),
+        ..greedy(20)
+    };
+    let out = generate_with(&model, &host, "org.gptrt.test.misbehaving", None, &config).unwrap();
+    assert_eq!(out.stop_reason, gptrt::StopReason::MaxTime);
+    assert_eq!(
+        out.token_ids.len(),
+        1,
+        "no forward pass and no plugin call after the one that ran out of time"
+    );
+}
+
+/// A sampler plugin stuck in `apply` until `release` exists; each call appends a line to
+/// `calls`.
+struct Stuck {
+    library: PathBuf,
+    calls: PathBuf,
+    release: PathBuf,
+}
+
+fn stuck(tag: &str) -> Stuck {
+    let dir = std::env::temp_dir();
+    let calls = dir.join(format!("gptrt-stuck-{}-{tag}.calls", std::process::id()));
+    let release = dir.join(format!("gptrt-stuck-{}-{tag}.release", std::process::id()));
+    let _ = std::fs::remove_file(&calls);
+    let _ = std::fs::remove_file(&release);
+    let library = misbehaving_with(
+        "BLOCKS",
+        &format!("BLOCKS-{tag}"),
+        &[
+            format!("CALLS_FILE=\"{}\"", calls.display()),
+            format!("RELEASE_FILE=\"{}\"", release.display()),
+        ],
+    );
+    Stuck {
+        library,
+        calls,
+        release,
+    }
+}
+
+impl Stuck {
+    fn count_calls(&self) -> usize {
+        std::fs::read_to_string(&self.calls)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+/// Generate with `instances` copies of the stuck sampler in the chain; cancel once the first
+/// call is in progress, then let it return.
+fn cancel_while_stuck(model: &Arc<Model>, stuck: &Stuck, instances: usize) -> gptrt::Generation {
+    let mut host = PluginHost::new();
+    host.load(&stuck.library).unwrap();
+    let config = greedy(20);
+    let mut generator = Generator::new(model, vec![prompt(model)], &config).unwrap();
+    let mut chain = SamplerChain::from_config(&config, &[50256], 0, 1);
+    for _ in 0..instances {
+        chain.insert_before_selector(Box::new(
+            host.sampler("org.gptrt.test.misbehaving", None, None)
+                .unwrap(),
+        ));
+    }
+    generator.set_chain(0, chain).unwrap();
+    let cancel = generator.cancel_token();
+    let canceller = std::thread::spawn({
+        let (calls, release) = (stuck.calls.clone(), stuck.release.clone());
+        move || {
+            while !calls.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            cancel.cancel();
+            std::fs::write(release, b"").unwrap();
+        }
+    });
+    generator.run(&mut |_| true).unwrap();
+    canceller.join().unwrap();
+    generator.into_generations().remove(0)
+}
+
+#[test]
+fn a_cancel_during_a_plugin_call_stops_the_generation_right_after_it() {
+    let model = model();
+    let stuck = stuck("one");
+    let out = cancel_while_stuck(&model, &stuck, 1);
+    assert_eq!(out.stop_reason, gptrt::StopReason::Cancelled);
+    assert_eq!(
+        out.token_ids.len(),
+        1,
+        "the token of the call in progress, no more"
+    );
+    assert_eq!(stuck.count_calls(), 1);
+}
+
+#[test]
+fn no_plugin_is_called_once_the_generation_is_cancelled() {
+    let model = model();
+    let stuck = stuck("two");
+    // Two plugin links: the second is never called, and the token the chain could not finish is
+    // not emitted.
+    let out = cancel_while_stuck(&model, &stuck, 2);
+    assert_eq!(out.stop_reason, gptrt::StopReason::Cancelled);
+    assert_eq!(stuck.count_calls(), 1, "the second plugin was called");
+    assert!(out.token_ids.is_empty(), "{:?}", out.token_ids);
+    assert_eq!(out.text, "");
+    // The session stays usable.
+    assert_eq!(
+        model
+            .generate("Hello world", &greedy(3))
+            .unwrap()
+            .token_ids
+            .len(),
+        3
+    );
 }
