@@ -8,7 +8,8 @@ checkpoint/, log.csv, summary.json) and
 demo_corpus.py's validation blocks. Steps:
   1. make_fixtures.export_checkpoint: single/, split/, merged/, nopast/ fp32 in
      models/work/demo-export/ (+ LAYOUTS.md, reference.json, verified against transformers);
-  2. quantize.py on every layout -> models/work/demo-export-int8/<layout>/;
+  2. quantize.py on every layout (its default, int8-rows: int8 weights, activations quantized per
+     row, so batching does not change a sequence's tokens) -> models/work/demo-export-int8/<layout>/;
   3. validation perplexity (demo_eval.py: full-sequence logits over the 256-token validation blocks)
      of the fp32 and int8 single graphs; the random-init number comes from train_demo.py
      (same blocks, same architecture, seed 0, untrained);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make an int8 copy of an exported GPT-2 model folder with onnxruntime's dynamic quantization.
+"""Make an int8 (or int4) copy of an exported GPT-2 model folder for ONNX Runtime's CPU provider.
 
     /root/venv-models/bin/python models/quantize.py --model models/work/demo-export/single \
         --out models/work/demo-export-int8/single
@@ -9,21 +9,40 @@ and the tokenizer (tokenizer.json, or vocab.json + merges.txt; symlinks are copi
 copied next to it. Works on the single, split, nopast and merged (If + subgraphs) layouts of
 make_fixtures.py / optimum.
 
-quantize_dynamic(weight_type=QInt8) as-is leaves a GPT-2 export mostly fp32 and slow:
-  - Conv1D layers are exported as Gemm, which the dynamic (IntegerOps) quantizer skips;
+--method picks the recipe; every one but int8-dynamic is batch-invariant: a sequence batched with
+others computes bit for bit what it computes alone (measured with onnxruntime 1.31.1's CPU kernels,
+batches of 2-16 different rows against each row alone, 1-4 threads; --check measures it on the result):
+  int8-rows (default): onnxruntime's quantize_dynamic (int8 weights, MatMulInteger), then the
+    activations are quantized per row instead of per tensor (rowwise_int8.py). The decode speed of
+    int8-dynamic minus the cost of the extra element-wise ops; held-out perplexity slightly better.
+  int8-nbits: weight-only MatMulNBits (com.microsoft), 8 bits, symmetric, one scale per block of
+    --block-size weights, accuracy level 4 (activations quantized per row and block on the fly).
+    ORT 1.31's CPU kernel for 8 bits is slower than MatMulInteger here. Blocks of 128 and more are
+    not batch-invariant: its one-row kernel sums the blocks in another order (ulp differences that
+    grow through the layers).
+  int4 (also --bits 4): the same with 4-bit weights.
+  int8-dynamic: quantize_dynamic as-is: DynamicQuantizeLinear computes ONE activation scale over the
+    whole batch, so a row's result depends on its batch mates (gptrt inspect reports such graphs as
+    not batch-invariant). Kept to compare.
+
+The quantizers on a GPT-2 export as-is leave it mostly fp32 and slow:
+  - Conv1D layers are exported as Gemm, which the quantizers skip;
   - the tied LM head is MatMul(h, Transpose(wte)): B is not an initializer, so it is skipped;
   - the embedding Gather is quantized to uint8 with a DequantizeLinear of the whole
-    [50257, n_embd] table on every step.
+    [50257, n_embd] table on every step (dynamic), or left fp32.
 So the graph is rewritten first (in the outer graph and in If branches):
   1. Gemm(A, B, C) (alpha = beta = 1) -> MatMul(A, B') + Add(C), B' = B or B^T (transB);
   2. MatMul(h, Transpose(W)) with W an initializer -> MatMul(h, W^T), W^T a new constant;
   3. the token embedding Gather(wte, ids) -> Gather(wte_int8, ids) -> Cast(float) ->
      Mul(Gather(wte_scale, ids)): symmetric int8 per row (scale = max|row| / 127), so only the
-     gathered rows are dequantized;
-then quantize_dynamic(op_types_to_quantize=["MatMul"], weight_type=QInt8, MatMulConstBOnly,
-EnableSubgraph) turns every weight MatMul (the 4 per layer and the LM head) into
-DynamicQuantizeLinear + MatMulInteger. Position embeddings, LayerNorm and biases stay fp32.
---per-channel uses one scale per output column for the MatMul weights.
+     gathered rows are dequantized (row-independent: each row reads only its own ids);
+then every weight MatMul (the 4 per layer and the LM head) is quantized. Position embeddings,
+LayerNorm and biases stay fp32.
+
+A graph that is already dynamic int8 (int8-dynamic's output, e.g. the demo model committed before
+int8-rows, whose fp32 checkpoint is not in the repository): int8-rows keeps its int8 weights bit for
+bit and only changes how the activations are quantized; int8-nbits and int4 first turn its
+MatMulIntegers back into fp32 MatMuls holding exactly its dequantized weights.
 
 Prints a JSON summary (sizes, node counts, fp32 bytes left).
 """
@@ -45,6 +64,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import onnx_bytes, save_onnx, uses_external_data  # noqa: E402
 
 VOCAB_SIZE = 50257
+# nodes that only feed a replaced one: dropped once nothing reads their outputs
+PRUNABLE = ("Transpose", "DynamicQuantizeLinear", "Mul")
+METHODS = ("int8-rows", "int8-nbits", "int4", "int8-dynamic")
 COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
               "vocab.json", "merges.txt", "special_tokens_map.json")
 
@@ -59,6 +81,27 @@ def _graphs(g):
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for sg in a.graphs:
                     yield from _graphs(sg)
+
+
+
+def _prune(top: onnx.GraphProto) -> int:
+    """Drop the nodes nobody reads any more (Transpose, DynamicQuantizeLinear, their scale Muls) and
+    the initializers nobody uses; returns how many initializers went."""
+    removed = 0
+    for _ in range(3):
+        used = {i for g in _graphs(top) for n in g.node for i in n.input}
+        used |= {o.name for g in _graphs(top) for o in g.output}
+        for g in reversed(list(_graphs(top))):
+            keep = [n for n in g.node if n.op_type not in PRUNABLE or any(o in used for o in n.output)]
+            if len(keep) != len(g.node):
+                del g.node[:]
+                g.node.extend(keep)
+        used = {i for g in _graphs(top) for n in g.node for i in n.input}
+        keep_inits = [i for i in top.initializer if i.name in used]
+        removed += len(top.initializer) - len(keep_inits)
+        del top.initializer[:]
+        top.initializer.extend(keep_inits)
+    return removed
 
 
 def rewrite(model: onnx.ModelProto) -> dict:
@@ -117,7 +160,8 @@ def rewrite(model: onnx.ModelProto) -> dict:
                     n.input[1] = transposed(p.input[0])
                     stats["lm_head_transpose_folded"] += 1
             if (n.op_type == "Gather" and n.input[0] in inits
-                    and list(inits[n.input[0]].dims)[:1] == [VOCAB_SIZE]
+                    and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].dims[0] == VOCAB_SIZE
+                    and inits[n.input[0]].dims[1] > 1  # not the row scales of an already int8 table
                     and inits[n.input[0]].data_type == TensorProto.FLOAT):
                 q, s = embedding_q(n.input[0])
                 base = n.output[0]
@@ -133,21 +177,64 @@ def rewrite(model: onnx.ModelProto) -> dict:
         del g.node[:]
         g.node.extend(new_nodes)
 
-    # drop Transpose nodes and initializers nobody uses any more
-    for _ in range(2):
-        used = {i for g in _graphs(top) for n in g.node for i in n.input}
-        used |= {o.name for g in _graphs(top) for o in g.output}
-        for g in reversed(list(_graphs(top))):
-            keep = [n for n in g.node if n.op_type != "Transpose" or any(o in used for o in n.output)]
-            if len(keep) != len(g.node):
-                del g.node[:]
-                g.node.extend(keep)
-        used = {i for g in _graphs(top) for n in g.node for i in n.input}
-        keep_inits = [i for i in top.initializer if i.name in used]
-        stats["initializers_removed"] = stats.get("initializers_removed", 0) + len(top.initializer) - len(keep_inits)
-        del top.initializer[:]
-        top.initializer.extend(keep_inits)
+    stats["initializers_removed"] = _prune(top)
     return stats
+
+
+
+def dequantize_dynamic(model: onnx.ModelProto) -> int:
+    """DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q, x_zp, W_zp) -> Cast -> Mul(x_s * W_s), with
+    W_q, W_zp and W_s initializers (quantize_dynamic's pattern), back to MatMul(x, (W_q - W_zp) * W_s):
+    the same weights in fp32, no activation quantization. Returns how many were replaced."""
+    top = model.graph
+    inits = {i.name: i for i in top.initializer}
+    replaced = 0
+
+    def const(name: str) -> np.ndarray | None:
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    for g in reversed(list(_graphs(top))):
+        producers = {o: n for n in g.node for o in n.output}
+        consumers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        drop: set[int] = set()
+        replace: dict[int, onnx.NodeProto] = {}
+        for n in g.node:
+            if n.op_type != "MatMulInteger":
+                continue
+            dql = producers.get(n.input[0])
+            wq = const(n.input[1])
+            wzp = const(n.input[3]) if len(n.input) > 3 and n.input[3] else np.zeros((), np.int8)
+            cast = consumers.get(n.output[0], [])
+            mul = consumers.get(cast[0].output[0], []) if len(cast) == 1 else []
+            if (dql is None or dql.op_type != "DynamicQuantizeLinear" or wq is None or wzp is None
+                    or len(cast) != 1 or cast[0].op_type != "Cast" or len(mul) != 1 or mul[0].op_type != "Mul"):
+                raise SystemExit(f"error: {n.name}: not quantize_dynamic's MatMulInteger pattern; "
+                                 "quantize the fp32 export instead")
+            scales = producers.get(next(i for i in mul[0].input if i != cast[0].output[0]))
+            w_scale = [const(i) for i in scales.input if i != dql.output[1]] if scales is not None else []
+            if scales is None or scales.op_type != "Mul" or len(w_scale) != 1 or w_scale[0] is None:
+                raise SystemExit(f"error: {n.name}: cannot find the weight scale of its MatMulInteger")
+            w = (wq.astype(np.float32) - wzp.astype(np.float32)) * w_scale[0].astype(np.float32)
+            name = n.input[1].removesuffix("_quantized")
+            if name in inits:
+                name += "_dequantized"
+            t = numpy_helper.from_array(w.astype(np.float32), name)
+            top.initializer.append(t)
+            inits[name] = t
+            replace[id(n)] = helper.make_node("MatMul", [dql.input[0], name], [mul[0].output[0]],
+                                              name=n.name.removesuffix("_quant") + "_dequantized")
+            # the activation's quantizer may feed several MatMulIntegers (Q, K, V share an input)
+            drop |= {id(cast[0]), id(mul[0])}
+            replaced += 1
+        new_nodes = [replace.get(id(n), n) for n in g.node if id(n) not in drop]
+        del g.node[:]
+        g.node.extend(new_nodes)
+    if replaced:
+        _prune(top)
+    return replaced
 
 
 def summarize(path: Path) -> dict:
@@ -170,39 +257,57 @@ def keep_layout(src: Path, dst: Path) -> None:
         save_onnx(onnx.load(str(dst)), dst, external=True)
 
 
-def quantize_file_int4(src: Path, dst: Path) -> dict:
-    """Weight-only int4: MatMulNBits, block 32, symmetric, accuracy level 4 (int8 compute)."""
+def quantize_file_nbits(src: Path, dst: Path, bits: int, block_size: int) -> dict:
+    """Weight-only MatMulNBits: `bits` bits, blocks of `block_size`, symmetric, accuracy level 4."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))
+    dequantized = dequantize_dynamic(model)
     stats = rewrite(model)
-    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=4)
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     onnx.checker.check_model(str(dst))
     keep_layout(src, dst)
     summary = summarize(dst)
     summary["rewrite"] = stats
+    summary["matmulinteger_dequantized"] = dequantized
     m = onnx.load(str(dst))
     summary["MatMulNBits"] = sum(1 for g in _graphs(m.graph) for n in g.node if n.op_type == "MatMulNBits")
     if summary["MatMulNBits"] == 0:
-        raise SystemExit(f"error: {dst}: no MatMul was quantized to 4 bits")
+        raise SystemExit(f"error: {dst}: no MatMul was quantized to {bits} bits")
+    if summary["DynamicQuantizeLinear"]:
+        raise SystemExit(f"error: {dst}: {summary['DynamicQuantizeLinear']} DynamicQuantizeLinear left")
     return summary
 
 
-def quantize_file(src: Path, dst: Path, per_channel: bool) -> dict:
+def quantize_file(src: Path, dst: Path, per_channel: bool, rows: bool) -> dict:
+    """Dynamic int8 (MatMulInteger); with `rows`, its activations quantized per row (rowwise_int8)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from rowwise_int8 import rowwise
+
     model = onnx.load(str(src))
-    stats = rewrite(model)
-    with tempfile.TemporaryDirectory() as td:
-        tmp = Path(td) / "rewritten.onnx"
-        onnx.save(model, str(tmp))
-        quantize_dynamic(
-            str(tmp), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-            op_types_to_quantize=["MatMul"],
-            extra_options={"MatMulConstBOnly": True, "EnableSubgraph": True},
-        )
+    already = sum(1 for g in _graphs(model.graph) for n in g.node if n.op_type == "MatMulInteger")
+    if already and not rows:
+        raise SystemExit(f"error: {src} is dynamic int8 already")
+    if already:
+        stats = {"already_dynamic_int8": already}  # the same weights, bit for bit
+    else:
+        stats = rewrite(model)
+        with tempfile.TemporaryDirectory() as td:
+            tmp = Path(td) / "rewritten.onnx"
+            onnx.save(model, str(tmp))
+            quantize_dynamic(
+                str(tmp), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
+                op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True, "EnableSubgraph": True},
+            )
+        model = onnx.load(str(dst))
+    if rows:
+        stats["activations_quantized_per_row"] = rowwise(model)
+        _prune(model.graph)
+        onnx.save(model, str(dst))
     # the quantizer leaves a stale value_info/opset mix at times; make sure the result is valid
     onnx.checker.check_model(str(dst))
     keep_layout(src, dst)
@@ -211,6 +316,8 @@ def quantize_file(src: Path, dst: Path, per_channel: bool) -> dict:
     fp32_left = summary["initializer_bytes_by_dtype"].get("float32", 0)
     if summary["MatMulInteger"] == 0:
         raise SystemExit(f"error: {dst}: no MatMul was quantized")
+    if rows and summary["DynamicQuantizeLinear"]:
+        raise SystemExit(f"error: {dst}: {summary['DynamicQuantizeLinear']} DynamicQuantizeLinear left")
     summary["fp32_initializer_bytes"] = fp32_left
     return summary
 
@@ -219,10 +326,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a layout folder (*.onnx + config.json + tokenizer)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--per-channel", action="store_true", help="per-column scales for the MatMul weights")
-    ap.add_argument("--bits", type=int, choices=[8, 4], default=8,
-                    help="8: dynamic int8 (MatMulInteger); 4: weight-only MatMulNBits, block 32, accuracy level 4")
+    ap.add_argument("--method", choices=METHODS, default="int8-rows",
+                    help="int8-rows: dynamic int8 with per-row activation scales (default, batch-invariant); "
+                         "int8-nbits: weight-only MatMulNBits 8-bit (batch-invariant, slower on ORT 1.31's CPU); "
+                         "int4: MatMulNBits 4-bit (batch-invariant); "
+                         "int8-dynamic: quantize_dynamic as-is (one activation scale per batch: NOT batch-invariant)")
+    ap.add_argument("--bits", type=int, choices=[8, 4], help="4: the same as --method int4")
+    ap.add_argument("--block-size", type=int, choices=[16, 32, 64], default=32,
+                    help="MatMulNBits weights per scale; 128 and more are not batch-invariant on ORT 1.31's CPU")
+    ap.add_argument("--per-channel", action="store_true",
+                    help="int8-rows / int8-dynamic: per-column scales for the MatMul weights")
+    ap.add_argument("--check", action="store_true",
+                    help="run each result on a batch and on each row alone and report the largest logit difference")
     args = ap.parse_args()
+    method = "int4" if args.bits == 4 else args.method
     src, out = Path(args.model), Path(args.out)
     graphs = sorted(src.glob("*.onnx"))
     if not graphs:
@@ -232,7 +349,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     for g in graphs:
-        quantized = quantize_file_int4(g, out / g.name) if args.bits == 4 else quantize_file(g, out / g.name, args.per_channel)
+        if method in ("int8-rows", "int8-dynamic"):
+            quantized = quantize_file(g, out / g.name, args.per_channel, rows=method == "int8-rows")
+        else:
+            quantized = quantize_file_nbits(g, out / g.name, 4 if method == "int4" else 8, args.block_size)
         report[g.name] = {"fp32_bytes": onnx_bytes(g), **quantized}
     for name in COPY_FILES:
         p = src / name
@@ -241,6 +361,12 @@ def main() -> None:
             if dst.exists() or dst.is_symlink():
                 dst.unlink()
             shutil.copyfile(p.resolve(), dst)  # a real file, also when the source is a symlink
+    if args.check:
+        from rowwise_int8 import test_batch_invariance
+
+        for g in graphs:
+            if g.name in ("model.onnx", "decoder_with_past_model.onnx"):  # graphs with past inputs
+                report[g.name]["batch_vs_alone_max_abs_logit_diff"] = test_batch_invariance(out / g.name)
     print(json.dumps(report, indent=2))
 
 

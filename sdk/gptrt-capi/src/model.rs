@@ -290,7 +290,10 @@ pub unsafe extern "C" fn gptrt_model_execution_provider(
 
 /// A JSON object describing the model: `dir`, `layout`, `provider`, `provider_skipped` (each
 /// provider of the runtime's list that was skipped, with the reason), `kv_cache` (where the KV cache
-/// stays between steps: `host memory`, or a GPU's memory), `config` (the `config.json`
+/// stays between steps: `host memory`, or a GPU's memory), `batch_invariant` (false when the graph
+/// computes over the whole batch at once, as dynamic int8 quantization does: then a session of a
+/// `gptrt_batcher_t` can get other tokens than alone), `batch_dependent_ops` (the operators that do
+/// it, e.g. `DynamicQuantizeLinear`), `batching` (the same in a sentence), `config` (the `config.json`
 /// fields gptrt uses), `generation_config` (the folder's defaults) and `graphs` (each file with its
 /// inputs and outputs), copied into `buffer` (NUL-terminated). `*out_size` receives the size
 /// needed (the NUL included), also when the status is `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass
@@ -337,6 +340,9 @@ pub unsafe extern "C" fn gptrt_model_info_json(
                 .map(|(provider, reason)| serde_json::json!({"provider": provider.name(), "reason": reason}))
                 .collect::<Vec<_>>(),
             "kv_cache": model.provider_choice().kv_cache_location(),
+            "batch_invariant": model.is_batch_invariant(),
+            "batch_dependent_ops": model.batch_dependent_ops(),
+            "batching": model.batching_note(),
             "config": model.config(),
             "generation_config": model.generation_config(),
             "graphs": graphs,

@@ -587,3 +587,78 @@ fn freeing_a_session_whose_plugin_is_stuck_returns() {
     );
     let _ = std::fs::remove_file(&calls);
 }
+
+/// The model info of tests/c/batch_invariance.c's `info:` line.
+fn batch_info(stdout: &str) -> Value {
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let info = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("info: "))
+        .expect("an info line");
+    serde_json::from_str(info).expect("model info is JSON")
+}
+
+/// The committed demo model (int8 weights, activations quantized per row) is batch-invariant: its
+/// batched sessions compute what they compute alone (sdk/gptrt/tests/batch_invariance.rs checks the
+/// tokens).
+#[test]
+fn model_info_says_the_demo_model_is_batch_invariant() {
+    let exe = build("tests/c/batch_invariance.c", Lang::C, Link::Dynamic);
+    let demo = repo().join("models/demo");
+    let info = batch_info(&run_ok(&exe, &[demo.to_str().expect("UTF-8 path")]));
+    assert_eq!(info["batch_invariant"], true, "{info}");
+    assert_eq!(info["batch_dependent_ops"], serde_json::json!([]));
+    assert!(
+        info["batching"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("batch-invariant")),
+        "{info}"
+    );
+}
+
+/// A dynamic int8 graph (the tiny fixture with a DynamicQuantizeLinear added, as onnxruntime's
+/// quantize_dynamic writes one before each MatMul) is reported as not batch-invariant.
+#[test]
+fn model_info_says_when_a_graph_is_not_batch_invariant() {
+    let exe = build("tests/c/batch_invariance.c", Lang::C, Link::Dynamic);
+    let dir = std::env::temp_dir().join(format!("gptrt-capi-dynamic-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let single = tiny("single");
+    let graph = std::fs::read(single.join("model.onnx")).unwrap();
+    // A second `graph` field: protobuf merges it into the first, adding its nodes.
+    let field = |number: u8, bytes: &[u8]| [&[number << 3 | 2, bytes.len() as u8], bytes].concat();
+    let one = [
+        field(1, b"value_float"),
+        vec![2 << 3 | 5],
+        1f32.to_le_bytes().to_vec(),
+        vec![0xa0, 1, 1],
+    ]
+    .concat();
+    let constant = [field(2, b"dq_x"), field(4, b"Constant"), field(5, &one)].concat();
+    let quantize = [
+        field(1, b"dq_x"),
+        field(2, b"dq_y"),
+        field(2, b"dq_s"),
+        field(2, b"dq_z"),
+        field(4, b"DynamicQuantizeLinear"),
+    ]
+    .concat();
+    let nodes = [field(1, &constant), field(1, &quantize)].concat();
+    std::fs::write(dir.join("model.onnx"), [graph, field(7, &nodes)].concat()).unwrap();
+    std::fs::copy(single.join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(tiny("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let stdout = run_ok(&exe, &[dir.to_str().expect("UTF-8 path")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let info = batch_info(&stdout);
+    assert_eq!(info["batch_invariant"], false, "{info}");
+    assert_eq!(
+        info["batch_dependent_ops"],
+        serde_json::json!(["DynamicQuantizeLinear"])
+    );
+    assert!(
+        info["batching"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("NOT batch-invariant")),
+        "{info}"
+    );
+}

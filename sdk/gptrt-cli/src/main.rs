@@ -632,6 +632,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
                 "outputs": tensors(&signature.outputs),
                 "logits_to_keep": signature.has_logits_to_keep,
                 "shares_kv_buffer": signature.shares_kv_buffer,
+                "batch_dependent_ops": signature.batch_dependent_ops,
             })
         })
         .collect();
@@ -644,6 +645,8 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
             "provider": model.provider(),
             "provider_skipped": skipped_json(model.provider_choice()),
             "kv_cache": model.provider_choice().kv_cache_location(),
+            "batch_invariant": model.is_batch_invariant(),
+            "batch_dependent_ops": model.batch_dependent_ops(),
             "load_seconds": load_seconds,
             "onnxruntime_library": runtime.library_path().display().to_string(),
             "graphs": graphs,
@@ -672,6 +675,7 @@ fn inspect(args: InspectArgs) -> Result<(), String> {
         say!("  skipped  {provider}: {reason}");
     }
     say!("kv cache:  {}", model.provider_choice().kv_cache_location());
+    say!("batching:  {}", model.batching_note());
     say!("runtime:   {}", runtime.library_path().display());
     say!("loaded in: {load_seconds:.3} s");
     for (path, signature) in model.graphs() {

@@ -521,3 +521,63 @@ fn bench_refuses_a_prompt_longer_than_the_context() {
     ]);
     assert_fails(&out, &["context window", "100000"]);
 }
+
+/// `inspect` says whether batching can change a sequence's tokens: not for the fp32 fixture, but
+/// for a dynamic int8 graph (the fixture with a DynamicQuantizeLinear added, as onnxruntime's
+/// quantize_dynamic writes one before each MatMul).
+#[test]
+fn inspect_reports_whether_a_graph_is_batch_invariant() {
+    let out = gptrt(&["inspect", "--model", &model_arg("single")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("batching:  batch-invariant"), "{text}");
+
+    let dir = std::env::temp_dir().join(format!("gptrt-cli-dynamic-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let graph = std::fs::read(fixture("single").join("model.onnx")).unwrap();
+    // A second `graph` field: protobuf merges it into the first, adding its nodes.
+    let field = |number: u8, bytes: &[u8]| [&[number << 3 | 2, bytes.len() as u8], bytes].concat();
+    let one = [
+        field(1, b"value_float"),
+        vec![2 << 3 | 5],
+        1f32.to_le_bytes().to_vec(),
+        vec![0xa0, 1, 1],
+    ]
+    .concat();
+    let constant = [field(2, b"dq_x"), field(4, b"Constant"), field(5, &one)].concat();
+    let quantize = [
+        field(1, b"dq_x"),
+        field(2, b"dq_y"),
+        field(2, b"dq_s"),
+        field(2, b"dq_z"),
+        field(4, b"DynamicQuantizeLinear"),
+    ]
+    .concat();
+    let nodes = [field(1, &constant), field(1, &quantize)].concat();
+    std::fs::write(dir.join("model.onnx"), [graph, field(7, &nodes)].concat()).unwrap();
+    std::fs::copy(
+        fixture("single").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    std::fs::copy(fixture("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let model = dir.to_str().unwrap();
+    let out = gptrt(&["inspect", "--model", model]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json_out = gptrt(&["inspect", "--model", model, "--json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("batching:  NOT batch-invariant: DynamicQuantizeLinear"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(json["batch_invariant"], false);
+    assert_eq!(
+        json["batch_dependent_ops"],
+        serde_json::json!(["DynamicQuantizeLinear"])
+    );
+    assert_eq!(
+        json["graphs"][0]["batch_dependent_ops"],
+        serde_json::json!(["DynamicQuantizeLinear"])
+    );
+}

@@ -89,6 +89,11 @@ pub struct Signature {
     /// one `[batch, heads, capacity, head_dim]` buffer per layer, bound as both input and output, so
     /// a step writes only its new positions instead of copying the whole cache.
     pub shares_kv_buffer: bool,
+    /// Operators of the graph or its subgraphs that compute one number over the whole batch, such
+    /// as dynamic int8 quantization's `DynamicQuantizeLinear` (one activation scale for all rows):
+    /// with any, a sequence batched with others can get other tokens than it gets alone. Empty for
+    /// fp32 graphs and weight-only quantized ones (`MatMulNBits`, as `models/quantize.py` writes).
+    pub batch_dependent_ops: Vec<String>,
 }
 
 /// The optional input that limits the LM head to the last N positions (0 = all).
@@ -275,6 +280,8 @@ impl Signature {
         Ok(Signature {
             inputs,
             outputs,
+            // filled by the caller, which has the graph's bytes
+            batch_dependent_ops: Vec::new(),
             has_attention_mask: flags.1,
             has_position_ids: flags.2,
             has_use_cache_branch: flags.3,

@@ -62,7 +62,11 @@ impl Graph {
             }
         }
         let (session, provider) = runtime.open_session(source)?;
-        let signature = Signature::read(&session, path, config)?;
+        let mut signature = Signature::read(&session, path, config)?;
+        signature.batch_dependent_ops = match source {
+            GraphSource::File(path) => crate::graph_bytes::batch_dependent_ops_in_file(path),
+            GraphSource::Memory { bytes, .. } => crate::graph_bytes::batch_dependent_ops(bytes),
+        };
         Ok(Graph {
             path: path.to_path_buf(),
             session: Mutex::new(session),
@@ -717,6 +721,44 @@ impl Model {
             .chain(self.step_graph.as_ref())
             .map(|graph| (graph.path.as_path(), &graph.signature))
             .collect()
+    }
+
+    /// The operators of the model's graph(s) that make a row's result depend on the other rows of
+    /// its batch ([`Signature::batch_dependent_ops`], each once), e.g. `DynamicQuantizeLinear`.
+    pub fn batch_dependent_ops(&self) -> Vec<String> {
+        let mut ops: Vec<String> = Vec::new();
+        for (_, signature) in self.graphs() {
+            for op in &signature.batch_dependent_ops {
+                if !ops.contains(op) {
+                    ops.push(op.clone());
+                }
+            }
+        }
+        ops
+    }
+
+    /// Whether each sequence of a batch gets what it gets alone: true unless the graph has
+    /// [`Model::batch_dependent_ops`] (a dynamic int8 export; requantize it weight-only with
+    /// `models/quantize.py`).
+    pub fn is_batch_invariant(&self) -> bool {
+        self.batch_dependent_ops().is_empty()
+    }
+
+    /// [`Model::is_batch_invariant`] in a sentence, for people (`gptrt inspect`, the C API's model
+    /// info).
+    pub fn batching_note(&self) -> String {
+        let ops = self.batch_dependent_ops();
+        if ops.is_empty() {
+            return "batch-invariant: each sequence of a batch computes what it computes alone"
+                .to_string();
+        }
+        format!(
+            "NOT batch-invariant: {} computes one scale over all rows of a batch (dynamic int8 \
+             quantization), so a sequence batched with others (several prompts, \
+             num_return_sequences, a gptrt_batcher_t) can get other tokens than alone; \
+             requantize the fp32 export weight-only (models/quantize.py) to batch it safely",
+            ops.join(", ")
+        )
     }
 
     /// Check that every id is inside the vocabulary.

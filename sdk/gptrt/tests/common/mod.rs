@@ -68,3 +68,45 @@ pub fn greedy(max_new_tokens: usize) -> gptrt::GenerationConfig {
         ..Default::default()
     }
 }
+
+/// `graph` (a serialized ONNX model) with a `DynamicQuantizeLinear` added, as a dynamic int8 export
+/// has one before each quantized MatMul. It reads a Constant and nothing reads it, so the model
+/// computes what it did. The nodes go in a second `graph` field, which protobuf merges into the
+/// first (its repeated `node` field grows).
+pub fn with_dynamic_quantization(graph: &[u8]) -> Vec<u8> {
+    // every field here is shorter than 128 bytes: a one-byte length
+    let field = |number: u8, bytes: &[u8]| [&[number << 3 | 2, bytes.len() as u8], bytes].concat();
+    // AttributeProto: name, f = 1.0 (field 2, fixed32), type = FLOAT (field 20, varint 1)
+    let one = [
+        field(1, b"value_float"),
+        vec![2 << 3 | 5],
+        1f32.to_le_bytes().to_vec(),
+        vec![0xa0, 0x01, 0x01],
+    ]
+    .concat();
+    // NodeProto: input 1, output 2, op_type 4, attribute 5
+    let constant = [field(2, b"dq_x"), field(4, b"Constant"), field(5, &one)].concat();
+    let quantize = [
+        field(1, b"dq_x"),
+        field(2, b"dq_y"),
+        field(2, b"dq_scale"),
+        field(2, b"dq_zero_point"),
+        field(4, b"DynamicQuantizeLinear"),
+    ]
+    .concat();
+    let nodes = [field(1, &constant), field(1, &quantize)].concat();
+    [graph, &field(7, &nodes)].concat()
+}
+
+/// A model folder in the temp dir: the tiny fixture's single graph [`with_dynamic_quantization`],
+/// its config.json and tokenizer.json. The caller removes it.
+pub fn dynamic_int8_folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gptrt-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let single = tiny().join("single");
+    let graph = std::fs::read(single.join("model.onnx")).unwrap();
+    std::fs::write(dir.join("model.onnx"), with_dynamic_quantization(&graph)).unwrap();
+    std::fs::copy(single.join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(tiny().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    dir
+}
