@@ -581,3 +581,61 @@ fn inspect_reports_whether_a_graph_is_batch_invariant() {
         serde_json::json!(["DynamicQuantizeLinear"])
     );
 }
+
+#[test]
+fn begin_suppress_tokens_reach_the_chain_and_a_full_ban_is_an_error() {
+    let model = model_arg("single");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "Hello world",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        gptrt(&args)
+    };
+    let json = |out: Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for beams in ["1", "3"] {
+        let plain = json(run(&["--num-beams", beams]));
+        let first = plain["token_ids"][0].as_u64().unwrap().to_string();
+        let banned = json(run(&[
+            "--num-beams",
+            beams,
+            "--begin-suppress-tokens",
+            &first,
+        ]));
+        assert_ne!(
+            banned["token_ids"][0], plain["token_ids"][0],
+            "beams {beams}"
+        );
+    }
+    // Too long for one command-line argument: every token id, through a generation config file.
+    let dir = std::env::temp_dir().join(format!("gptrt-cli-ban-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("generation_config.json");
+    let all: Vec<u32> = (0..50257).collect();
+    std::fs::write(
+        &config,
+        serde_json::json!({ "suppress_tokens": all }).to_string(),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    for extra in [
+        &[][..],
+        &["--do-sample", "--seed", "1"],
+        &["--num-beams", "2"],
+    ] {
+        let mut args = vec!["--generation-config", config.as_str()];
+        args.extend_from_slice(extra);
+        assert_fails(&run(&args), &["suppress_tokens", "banned every token"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -9,7 +9,7 @@ use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::Result;
 use crate::generate::{prepare_prompts, Generation, GenerationStats, StopReason};
 use crate::model::{KvCache, Model, StepInput};
-use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
+use crate::sampling::{is_allowed, log_sum_exp, SamplerChain, SamplerContext};
 
 /// transformers' stand-in for minus infinity in beam bookkeeping.
 const NEG: f32 = -1.0e9;
@@ -53,8 +53,8 @@ impl Model {
         let length_penalty = config.length_penalty;
         let began = Instant::now();
 
-        let mut chain = SamplerChain::new();
-        chain.push_processors(config, eos);
+        // do_sample is refused above, so this is the processors and renormalize_logits.
+        let mut chain = SamplerChain::without_selector(config, eos, 1);
         let mut running: Vec<Vec<u32>> = vec![prompt.clone(); beams];
         let mut running_scores: Vec<f32> =
             (0..beams).map(|b| if b == 0 { 0.0 } else { NEG }).collect();
@@ -68,6 +68,7 @@ impl Model {
             .collect();
         let mut cache = KvCache::default();
         let mut logits = Vec::new();
+        let mut log_probs = Vec::with_capacity(vocab);
         let mut scores = vec![0.0f32; beams * vocab];
         let mut order: Vec<u32> = Vec::with_capacity(beams * vocab);
         let mut stats = GenerationStats::default();
@@ -105,11 +106,11 @@ impl Model {
             for (beam, row) in running.iter().enumerate() {
                 let raw = &logits[beam * vocab..(beam + 1) * vocab];
                 let log_sum = log_sum_exp(raw.iter().copied());
-                let candidates = chain.candidates_mut();
-                candidates.reset(raw);
-                for c in candidates.items_mut().iter_mut() {
-                    c.logit -= log_sum;
-                }
+                // Reset from the log-probabilities rather than editing the candidates: that keeps
+                // them indexed by id, so a processor's ban is a lookup, not a scan of the vocabulary.
+                log_probs.clear();
+                log_probs.extend(raw.iter().map(|&v| v - log_sum));
+                chain.candidates_mut().reset(&log_probs);
                 let context = SamplerContext {
                     tokens: row,
                     prompt_len,
@@ -137,6 +138,20 @@ impl Model {
             order.select_nth_unstable_by(keep - 1, by_score);
             order.truncate(keep);
             order.sort_unstable_by(by_score);
+            if !is_allowed(scores[order[0] as usize]) {
+                // No beam has a continuation that is not banned: continuing would put banned
+                // tokens in every beam (transformers does) and end with no finished hypothesis.
+                let context = SamplerContext {
+                    tokens: &running[0],
+                    prompt_len,
+                    max_length,
+                    vocab_size: vocab,
+                };
+                let raw = &logits[..vocab];
+                let token = order[0] % vocab as u32;
+                let name = "beam search".to_string();
+                return Err(chain.banned_choice(raw, &context, usize::MAX, name, token));
+            }
 
             let out_of_time = config
                 .max_time

@@ -145,7 +145,8 @@ impl Candidates {
             .map(|c| c.logit)
             .fold(f32::NEG_INFINITY, f32::max);
         if max == f32::NEG_INFINITY {
-            // Every token is banned: a uniform distribution is the only honest answer.
+            // Every token is banned: uniform, so warpers keep working; the chain refuses the
+            // choice afterwards.
             let p = 1.0 / self.items.len().max(1) as f32;
             self.items.iter_mut().for_each(|c| c.p = p);
             return;
@@ -301,7 +302,8 @@ impl SamplerChain {
     }
 
     /// Run every link over `logits` and return the chosen token. Links after a selection still run
-    /// only if nothing selected yet.
+    /// only if nothing selected yet. Choosing a banned token (every candidate left at `-inf`, or a
+    /// selector that picks one) is an [`Error::Sampler`] naming the link that banned the rest.
     pub fn sample(&mut self, logits: &[f32], context: &SamplerContext<'_>) -> Result<u32> {
         if let [only] = self.samplers.as_mut_slice() {
             if only.selects_highest_logit() {
@@ -309,34 +311,56 @@ impl SamplerChain {
                 let token = highest(logits.iter().copied()).ok_or_else(|| Error::Sampler {
                     sampler: only.name().to_string(),
                     message: "no logits to choose from".to_string(),
-                })? as u32;
+                })?;
+                if !is_allowed(logits[token]) {
+                    let name = only.name().to_string();
+                    return Err(self.banned_choice(logits, context, 0, name, token as u32));
+                }
+                let token = token as u32;
                 only.accept(token);
                 return Ok(token);
             }
         }
         self.candidates.reset(logits);
-        self.apply(context)?;
-        let token = self.candidates.selected().ok_or_else(|| Error::Sampler {
-            sampler: self
-                .samplers
-                .last()
-                .map_or("<empty chain>", |s| s.name())
-                .to_string(),
-            message: "the chain ended without selecting a token (add a selector: greedy or dist)"
-                .to_string(),
-        })?;
-        for sampler in &mut self.samplers {
-            sampler.accept(token);
+        let selector = self.run_links(context)?;
+        let chosen = self
+            .candidates
+            .selected
+            .and_then(|i| self.candidates.items.get(i))
+            .copied();
+        let (Some(selector), Some(chosen)) = (selector, chosen) else {
+            return Err(Error::Sampler {
+                sampler: self
+                    .samplers
+                    .last()
+                    .map_or("<empty chain>", |s| s.name())
+                    .to_string(),
+                message:
+                    "the chain ended without selecting a token (add a selector: greedy or dist)"
+                        .to_string(),
+            });
+        };
+        if !is_allowed(chosen.logit) {
+            let name = self.samplers[selector].name().to_string();
+            return Err(self.banned_choice(logits, context, selector, name, chosen.id));
         }
-        Ok(token)
+        for sampler in &mut self.samplers {
+            sampler.accept(chosen.id);
+        }
+        Ok(chosen.id)
     }
 
     /// Run every link over the current candidates (no selection required).
     pub fn apply(&mut self, context: &SamplerContext<'_>) -> Result<()> {
-        for sampler in &mut self.samplers {
-            if self.candidates.selected.is_some() {
-                break;
-            }
+        self.run_links(context).map(|_| ())
+    }
+
+    /// Run the links until one selects; returns its index.
+    fn run_links(&mut self, context: &SamplerContext<'_>) -> Result<Option<usize>> {
+        if self.candidates.selected.is_some() {
+            return Ok(None);
+        }
+        for (index, sampler) in self.samplers.iter_mut().enumerate() {
             sampler.apply(&mut self.candidates, context)?;
             if self.candidates.is_empty() {
                 return Err(Error::Sampler {
@@ -344,8 +368,59 @@ impl SamplerChain {
                     message: "removed every candidate".to_string(),
                 });
             }
+            if self.candidates.selected.is_some() {
+                return Ok(Some(index));
+            }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The error for a choice of a banned token by `selector_name`. Only on this path, the first
+    /// `links` links run again on fresh candidates from `logits`, to name the first one after which
+    /// no token was allowed: the chain keeps no history, as checking after every link would cost a
+    /// scan of the vocabulary per link and token.
+    pub(crate) fn banned_choice(
+        &mut self,
+        logits: &[f32],
+        context: &SamplerContext<'_>,
+        links: usize,
+        selector_name: String,
+        token: u32,
+    ) -> Error {
+        let mut probe = Candidates::default();
+        probe.reset(logits);
+        let allowed = |c: &Candidates| c.items.iter().any(|c| is_allowed(c.logit));
+        if !allowed(&probe) {
+            return Error::Sampler {
+                sampler: selector_name,
+                message: format!(
+                    "every one of the model's {} logits is -inf or NaN: no token can be chosen",
+                    logits.len()
+                ),
+            };
+        }
+        let end = links.min(self.samplers.len());
+        for link in &mut self.samplers[..end] {
+            if link.apply(&mut probe, context).is_err() || probe.is_empty() {
+                break;
+            }
+            if !allowed(&probe) {
+                return Error::Sampler {
+                    sampler: link.name().to_string(),
+                    message: format!(
+                        "banned every token still allowed ({} candidates, all -inf or NaN), so \
+                         `{selector_name}` has nothing to choose from; ban fewer tokens",
+                        probe.len()
+                    ),
+                };
+            }
+        }
+        Error::Sampler {
+            sampler: selector_name,
+            message: format!(
+                "chose token {token}, whose logit is -inf or NaN (banned by an earlier link)"
+            ),
+        }
     }
 
     /// The candidates as the last call left them (none after [`SamplerChain::sample`] with a
@@ -941,6 +1016,12 @@ fn max_ignoring_nan(max: f32, value: f32) -> f32 {
     }
 }
 
+/// Whether a token with this logit may be chosen: not `-inf` (a ban), not NaN, and not
+/// `f32::MIN`, which `remove_invalid_values` writes in place of `-inf`.
+pub(crate) fn is_allowed(logit: f32) -> bool {
+    logit > f32::MIN
+}
+
 /// Index of the largest value, the first on ties (`torch.argmax`); NaN never wins, and when no
 /// value is above `-inf` the first does. `None` only when there is no value.
 fn highest(mut values: impl Iterator<Item = f32>) -> Option<usize> {
@@ -1015,7 +1096,13 @@ impl Sampler for Dist {
         candidates.softmax();
         let u = self.rng.next_f32();
         let mut cumulative = 0.0f32;
-        let mut chosen = candidates.len() - 1;
+        // When rounding leaves the total below `u`, the last token with a probability wins: the
+        // last candidate may be a banned one (p = 0).
+        let mut chosen = candidates
+            .items
+            .iter()
+            .rposition(|c| c.p > 0.0)
+            .unwrap_or(0);
         for (i, c) in candidates.items.iter().enumerate() {
             cumulative += c.p;
             if u < cumulative {
@@ -1077,16 +1164,33 @@ impl Rng {
 impl SamplerChain {
     /// The chain Hugging Face builds for `config`, in its processor order: logits processors
     /// (sequence bias, repetition penalty, presence/frequency penalties, n-gram ban, bad words,
-    /// minimum lengths, forced end, suppressed tokens), then, when sampling, the warpers
-    /// (temperature, top-k, top-p, min-p, typical-p, epsilon, eta) and a seeded draw; otherwise greedy.
+    /// minimum lengths, forced end, `remove_invalid_values`, `suppress_tokens`,
+    /// `begin_suppress_tokens`), then, when sampling, the warpers (temperature, top-k, top-p, min-p,
+    /// typical-p, epsilon, eta), `renormalize_logits`, and a seeded draw; otherwise greedy.
     ///
-    /// `eos` are the end tokens; `min_keep` is Hugging Face's `min_tokens_to_keep`. Processors
-    /// Hugging Face applies between `forced_eos_token_id` and `suppress_tokens` come in its order:
-    /// `remove_invalid_values`, then `suppress_tokens`, then `begin_suppress_tokens`.
+    /// `eos` are the end tokens; `min_keep` is Hugging Face's `min_tokens_to_keep`. Beam search
+    /// uses the same processors ([`SamplerChain::push_processors`]).
     pub fn from_config(
         config: &GenerationConfig,
         eos: &[u32],
         seed: u64,
+        min_keep: usize,
+    ) -> SamplerChain {
+        let mut chain = SamplerChain::without_selector(config, eos, min_keep);
+        if config.do_sample {
+            chain.push(Dist::new(seed));
+        } else {
+            chain.push(Greedy);
+        }
+        chain
+    }
+
+    /// [`SamplerChain::from_config`] without its final selector: the processors, the warpers when
+    /// sampling, and `renormalize_logits`. Beam search runs this chain on log-probabilities, as
+    /// transformers runs the same list in `_beam_search`.
+    pub fn without_selector(
+        config: &GenerationConfig,
+        eos: &[u32],
         min_keep: usize,
     ) -> SamplerChain {
         let mut chain = SamplerChain::new();
@@ -1096,11 +1200,6 @@ impl SamplerChain {
         }
         if config.renormalize_logits {
             chain.push(LogitNormalization);
-        }
-        if config.do_sample {
-            chain.push(Dist::new(seed));
-        } else {
-            chain.push(Greedy);
         }
         chain
     }
@@ -1146,12 +1245,22 @@ impl SamplerChain {
                 eos: forced.to_vec(),
             });
         }
+        if config.remove_invalid_values {
+            self.push(RemoveInvalidValues);
+        }
         if let Some(ids) = config
             .suppress_tokens
             .as_ref()
             .filter(|ids| !ids.is_empty())
         {
             self.push(SuppressTokens { ids: ids.clone() });
+        }
+        if let Some(ids) = config
+            .begin_suppress_tokens
+            .as_ref()
+            .filter(|ids| !ids.is_empty())
+        {
+            self.push(SuppressTokensAtBegin { ids: ids.clone() });
         }
         self
     }

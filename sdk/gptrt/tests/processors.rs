@@ -319,32 +319,28 @@ fn greedy_picks_the_lowest_id_among_the_highest_logits_on_both_paths() {
         max_length: 10,
         vocab_size: 1000,
     };
-    let cases: [(&[f32], u32); 6] = [
-        (&[1.0, 3.0, 2.0, 3.0], 1),
-        (&[3.0, 1.0, 3.0], 0),
-        (&[f32::NAN, 1.0, 2.0, f32::NAN], 2),
-        (&[f32::NEG_INFINITY, f32::NEG_INFINITY], 0),
-        (&[f32::NAN, f32::NAN], 0),
-        (&[-5.0], 0),
+    // `allowed`: false when no logit is above -inf; greedy itself still selects as torch.argmax
+    // (the first), but the chain refuses that banned token (tests/banned_tokens.rs).
+    let cases: [(&[f32], u32, bool); 6] = [
+        (&[1.0, 3.0, 2.0, 3.0], 1, true),
+        (&[3.0, 1.0, 3.0], 0, true),
+        (&[f32::NAN, 1.0, 2.0, f32::NAN], 2, true),
+        (&[f32::NEG_INFINITY, f32::NEG_INFINITY], 0, false),
+        (&[f32::NAN, f32::NAN], 0, false),
+        (&[-5.0], 0, true),
     ];
-    for (logits, expected) in cases {
+    for (logits, expected, allowed) in cases {
         // A chain of greedy alone picks from the raw logits, without building candidates.
         let mut alone = SamplerChain::new();
         alone.push(Greedy);
-        assert_eq!(
-            alone.sample(logits, &context).unwrap(),
-            expected,
-            "{logits:?}"
-        );
+        let chosen = alone.sample(logits, &context);
+        assert_eq!(chosen.ok(), allowed.then_some(expected), "{logits:?}");
         assert!(alone.candidates().is_empty());
         // Behind another link, greedy works on candidates: in id order, then reordered.
         let mut behind = SamplerChain::new();
         behind.push(Temperature(1.0)).push(Greedy);
-        assert_eq!(
-            behind.sample(logits, &context).unwrap(),
-            expected,
-            "{logits:?}"
-        );
+        let chosen = behind.sample(logits, &context);
+        assert_eq!(chosen.ok(), allowed.then_some(expected), "{logits:?}");
         let mut reversed: Vec<Candidate> = logits
             .iter()
             .enumerate()
