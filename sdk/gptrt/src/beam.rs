@@ -8,7 +8,9 @@ use std::time::Instant;
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::Result;
 use crate::generate::{prepare_prompts, Generation, GenerationStats, StopReason};
-use crate::model::{KvCache, Model, StepInput};
+use crate::graph::StepInput;
+use crate::kv::KvCache;
+use crate::model::Model;
 use crate::sampling::{is_allowed, log_sum_exp, SamplerChain, SamplerContext};
 
 /// transformers' stand-in for minus infinity in beam bookkeeping.

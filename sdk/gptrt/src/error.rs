@@ -26,6 +26,15 @@ pub enum Error {
         /// Why it is refused, with the bound.
         message: String,
     },
+    /// An internal invariant of gptrt failed (a KV cache of the wrong shape for its batch, say): a
+    /// bug in gptrt, not in the input. Please report it with the message.
+    #[error("internal error in {context}: {message} (a bug in gptrt; please report it)")]
+    Internal {
+        /// What the SDK was doing.
+        context: &'static str,
+        /// What did not hold.
+        message: String,
+    },
     /// A runtime asked for a library file other than the one this process already loaded: ONNX
     /// Runtime is loaded once per process and cannot be swapped.
     #[error(
@@ -55,6 +64,9 @@ pub enum Error {
         context: String,
         /// ONNX Runtime's own message.
         message: String,
+        /// ONNX Runtime's error itself, where there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A model folder or file is missing or unreadable.
     #[error("{}: {message}", path.display())]
@@ -102,7 +114,8 @@ pub enum Error {
     /// A generation option has a value that cannot be honoured.
     #[error("invalid generation option `{field}`: {message}")]
     InvalidOption {
-        /// The option's name (Hugging Face GenerationConfig name).
+        /// The option's name (a Hugging Face GenerationConfig name, or `prompts` for the prompts
+        /// of a generation; other arguments are [`Error::InvalidArgument`]).
         field: &'static str,
         /// Why the value is rejected.
         message: String,
@@ -146,10 +159,32 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn ort(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    /// An ONNX Runtime error, kept as the source.
+    pub(crate) fn ort(context: impl Into<String>, err: ort::Error) -> Self {
         Error::Ort {
             context: context.into(),
             message: err.to_string(),
+            source: Some(Box::new(err)),
+        }
+    }
+
+    /// An ONNX Runtime failure known only by its message (ort's builder errors carry the builder,
+    /// which cannot cross threads).
+    pub(crate) fn ort_message(context: impl Into<String>, message: String) -> Self {
+        Error::Ort {
+            context: context.into(),
+            message,
+            source: None,
+        }
+    }
+}
+
+impl Error {
+    /// A model file or folder that is missing, unreadable or not what it should be.
+    pub(crate) fn model_files(path: &std::path::Path, message: impl Into<String>) -> Error {
+        Error::ModelFiles {
+            path: path.to_path_buf(),
+            message: message.into(),
         }
     }
 }

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Model, StepInput};
+use crate::graph::StepInput;
+use crate::kv::KvCache;
+use crate::model::Model;
 use crate::plugin::calls::{self, Limits};
 use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;

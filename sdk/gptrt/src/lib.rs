@@ -37,8 +37,10 @@ mod beam;
 pub mod config;
 pub mod error;
 pub mod generate;
-mod graph_bytes;
-pub mod layout;
+pub mod graph;
+mod kv;
+/// The graph layouts gptrt detects (moved to [`graph::signature`]; this path stays).
+pub use graph::signature as layout;
 pub mod model;
 pub mod plugin;
 pub mod provider;

@@ -10,7 +10,6 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
-use crate::model::GraphSource;
 use crate::provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 
 /// The ONNX Runtime release gptrt is built and tested against (`ort` 2.0.0-rc.15, API 31).
@@ -32,6 +31,20 @@ ORT_DYLIB_PATH at it; in the source tree, scripts/setup.sh installs it into .ort
 /// copied to.
 pub fn setup_library_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort")
+}
+
+/// Where a graph comes from: a file, or bytes in memory (named for messages).
+pub(crate) enum GraphSource<'a> {
+    File(&'a Path),
+    Memory { name: &'a Path, bytes: &'a [u8] },
+}
+
+impl GraphSource<'_> {
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            GraphSource::File(path) | GraphSource::Memory { name: path, .. } => path,
+        }
+    }
 }
 
 /// How far ONNX Runtime rewrites the graph before running it.
@@ -208,7 +221,7 @@ impl Runtime {
         let reuse = cached.as_ref().is_some_and(|c| c.is_file());
         let mut builder = self
             .session_builder(reuse)
-            .map_err(|e| Error::ort(context(), e))?;
+            .map_err(|e| Error::ort_message(context(), e))?;
         if let (Some(cache), false) = (&cached, reuse) {
             if let Some(dir) = cache.parent() {
                 std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -224,17 +237,17 @@ impl Runtime {
                 .unwrap_or_default();
             builder = builder
                 .with_optimized_model_path(cache)
-                .map_err(|e| Error::ort(context(), e))?
+                .map_err(|e| Error::ort_message(context(), e.to_string()))?
                 .with_config_entry(
                     "session.optimized_model_external_initializers_file_name",
                     weights_name,
                 )
-                .map_err(|e| Error::ort(context(), e))?
+                .map_err(|e| Error::ort_message(context(), e.to_string()))?
                 .with_config_entry(
                     "session.optimized_model_external_initializers_min_size_in_bytes",
                     "1024",
                 )
-                .map_err(|e| Error::ort(context(), e))?;
+                .map_err(|e| Error::ort_message(context(), e.to_string()))?;
         }
         let mut skipped = Vec::new();
         let (mut chosen, mut device_id) = (ExecutionProvider::Cpu, 0);

@@ -1,10 +1,112 @@
 //! Log-likelihoods of several continuations of one context, with the context run once.
 
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Model, StepInput};
+use crate::graph::StepInput;
+use crate::kv::KvCache;
+use crate::model::Model;
 use crate::sampling::log_sum_exp;
 
 impl Model {
+    /// Logits for the token after `ids` (one forward pass over the whole sequence, no cache).
+    pub fn next_token_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "input_ids",
+                message: "at least one token is needed".to_string(),
+            });
+        }
+        if ids.len() > self.config().n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: ids.len(),
+                n_positions: self.config().n_positions,
+            });
+        }
+        self.check_ids(ids)?;
+        let input_ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+        let attention_mask = vec![1i64; ids.len()];
+        let position_ids: Vec<i64> = (0..ids.len() as i64).collect();
+        let mut cache = KvCache::default();
+        let mut logits = Vec::new();
+        self.forward(
+            &StepInput {
+                batch: 1,
+                seq: ids.len(),
+                input_ids: &input_ids,
+                attention_mask: &attention_mask,
+                position_ids: &position_ids,
+            },
+            &mut cache,
+            &mut logits,
+        )?;
+        Ok(logits)
+    }
+
+    /// Log-likelihood (natural log) of `continuation` following `context`: the sum over the
+    /// continuation's tokens of log-softmax of the model's logits. One forward pass, no cache.
+    pub fn score(&self, context: &[u32], continuation: &[u32]) -> Result<f64> {
+        let per_token = self.token_logprobs(context, continuation)?;
+        Ok(per_token.iter().map(|&lp| f64::from(lp)).sum())
+    }
+
+    /// Perplexity of `text`: `exp` of the mean negative log-likelihood of every token after the
+    /// first (the first is the context of the second).
+    pub fn perplexity(&self, text: &str) -> Result<f64> {
+        let ids = self.tokenizer().encode(text)?;
+        if ids.len() < 2 {
+            return Err(Error::InvalidArgument {
+                name: "text",
+                message: "perplexity needs at least two tokens".to_string(),
+            });
+        }
+        let logprobs = self.token_logprobs(&ids[..1], &ids[1..])?;
+        let mean = logprobs.iter().map(|&lp| f64::from(lp)).sum::<f64>() / logprobs.len() as f64;
+        Ok((-mean).exp())
+    }
+
+    /// Log-probability of each `continuation` token after `context` (and the tokens before it).
+    pub fn token_logprobs(&self, context: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
+        if context.is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "context",
+                message: "at least one context token is needed (GPT-2 uses <|endoftext|>)"
+                    .to_string(),
+            });
+        }
+        let ids: Vec<u32> = context.iter().chain(continuation).copied().collect();
+        if ids.len() > self.config().n_positions {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: ids.len(),
+                n_positions: self.config().n_positions,
+            });
+        }
+        self.check_ids(&ids)?;
+        let input_ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+        let attention_mask = vec![1i64; ids.len()];
+        let position_ids: Vec<i64> = (0..ids.len() as i64).collect();
+        let mut logits = Vec::new();
+        self.forward_positions(
+            &StepInput {
+                batch: 1,
+                seq: ids.len(),
+                input_ids: &input_ids,
+                attention_mask: &attention_mask,
+                position_ids: &position_ids,
+            },
+            &mut KvCache::default(),
+            &mut logits,
+            true,
+        )?;
+        let vocab = self.config().vocab_size;
+        Ok(continuation
+            .iter()
+            .enumerate()
+            .map(|(i, &token)| {
+                let row = &logits[(context.len() + i - 1) * vocab..(context.len() + i) * vocab];
+                row[token as usize] - crate::sampling::log_sum_exp(row.iter().copied())
+            })
+            .collect())
+    }
+
     /// Log-likelihood (natural log) of each of `continuations` after `context`, as
     /// [`Model::score`] gives it, but with the context run through the model once: one forward
     /// pass over the context, then every continuation as a row of one batched pass that continues
@@ -16,8 +118,8 @@ impl Model {
         continuations: &[Vec<u32>],
     ) -> Result<Vec<f64>> {
         if context.is_empty() {
-            return Err(Error::InvalidOption {
-                field: "context",
+            return Err(Error::InvalidArgument {
+                name: "context",
                 message: "at least one context token is needed (GPT-2 uses <|endoftext|>)"
                     .to_string(),
             });
