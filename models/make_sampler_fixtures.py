@@ -12,9 +12,14 @@ Part "processors" -> models/fixtures/processors/
     ORDER.md          the order `GenerationMixin._get_logits_processor` (4.57.6) applies them in, the
                       conditions, and the GenerationConfig defaults (read from this transformers)
 Part "generate" -> models/fixtures/tiny-random-gpt2/generate_reference.json
-    greedy and beam-search `model.generate` on the tiny random checkpoint
-    (models/work/tiny-random-gpt2-checkpoint; made by make_fixtures.py --preset tiny if missing).
-    No sampling: torch's RNG cannot be reproduced elsewhere.
+    "cases": greedy and beam-search `model.generate` on the tiny random checkpoint
+    (models/work/tiny-random-gpt2-checkpoint; made by make_fixtures.py --preset tiny if missing), every
+    generation option gptrt implements that transformers has, alone and in combinations, greedy and beam
+    (each case must change the result where the option can; see the asserts).
+    "warped_cases": sampling configs, which cannot be compared token for token (torch's RNG cannot be
+    reproduced elsewhere): for each, transformers' own processor + warper list for that GenerationConfig
+    applied at each step of a fixed trajectory (the greedy continuation), as the surviving [id, score]
+    pairs (models/_warped_reference.py).
 
 Everything is deterministic (fixed seeds, CPU torch); rerunning reproduces the files byte for byte.
 """
@@ -40,6 +45,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
 from transformers.generation import logits_process as lp  # noqa: E402
+from _warped_reference import RAW_NOISE, sampling_specs, warped_steps  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -567,13 +573,15 @@ def ort_greedy_replay(model, onnx_path: Path, ids: list[int], cfg: dict) -> tupl
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     gc = GenerationConfig(**cfg)
-    gc.max_length = len(ids) + gc.max_new_tokens
+    if gc.max_new_tokens is not None:
+        gc.max_length = len(ids) + gc.max_new_tokens
     model._prepare_special_tokens(gc, kwargs_has_attention_mask=True, device="cpu")
     procs = model._get_logits_processor(generation_config=gc, input_ids_seq_length=len(ids),
                                         encoder_input_ids=torch.tensor([ids]), device="cpu")
     eos = set(gc._eos_token_tensor.tolist()) if gc._eos_token_tensor is not None else set()
     seq, out, gap = list(ids), [], float("inf")
-    for _ in range(gc.max_new_tokens):
+    new_tokens = gc.max_new_tokens if gc.max_new_tokens is not None else gc.max_length - len(ids)
+    for _ in range(new_tokens):
         x = np.array([seq], dtype=np.int64)
         logits = sess.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x),
                                        "position_ids": np.arange(len(seq), dtype=np.int64)[None]})[0][0, -1]
@@ -596,7 +604,8 @@ def ort_beam_replay(model, onnx_path: Path, ids: list[int], cfg: dict):
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     gc = GenerationConfig(**cfg)
-    gc.max_length = len(ids) + gc.max_new_tokens
+    if gc.max_new_tokens is not None:
+        gc.max_length = len(ids) + gc.max_new_tokens
     model._prepare_special_tokens(gc, kwargs_has_attention_mask=True, device="cpu")
     procs = model._get_logits_processor(generation_config=gc, input_ids_seq_length=len(ids),
                                         encoder_input_ids=torch.tensor([ids]), device="cpu")
@@ -652,7 +661,11 @@ def ort_beam_replay(model, onnx_path: Path, ids: list[int], cfg: dict):
     return [s[P:] for s in fin[:n]], [float(v) for v in fin_scores[:n]]
 
 
+WARPED_STEPS = 4  # steps recorded per warped case: the prompt, then 1..3 greedy tokens appended
+
+
 def make_generate_reference() -> None:
+    import onnxruntime as ort
     from tokenizers import Tokenizer
     from transformers import GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
@@ -682,7 +695,7 @@ def make_generate_reference() -> None:
                 break
         return out
 
-    cases = []
+    cases, warped = [], []
     min_gap_all = float("inf")
     beam_diff = 0.0
     for pname, prompt in PROMPTS:
@@ -737,7 +750,49 @@ def make_generate_reference() -> None:
             ("beam3_eos_lp2.0_early_never", dict(beam_cfg, length_penalty=2.0, early_stopping="never",
                                                  eos_token_id=beam_eos)),
         ]
+        # every other option gptrt implements that transformers has: alone, then combined
+        beam_base = dict(beam_cfg, early_stopping=False, eos_token_id=EOS_ID)
+        overflow = [[[t3], 3.0e38], [[t3, t3], 3.0e38]]  # t3's score reaches +inf from the 2nd t3 on
+        specs += [
+            ("greedy_max_length", dict(do_sample=False, max_length=len(ids) + 12, eos_token_id=EOS_ID,
+                                       pad_token_id=EOS_ID)),
+            ("greedy_eos_list_min_length", dict(base, eos_token_id=eos_list, min_length=len(ids) + 5)),
+            ("greedy_suppress_tokens", dict(base, suppress_tokens=[g0[0], t3])),
+            ("greedy_begin_suppress_tokens", dict(base, begin_suppress_tokens=[g0[0]])),
+            ("greedy_begin_suppress_and_suppress", dict(base, begin_suppress_tokens=[g0[0], g0[1]],
+                                                        suppress_tokens=[t3])),
+            ("greedy_sequence_bias", dict(base, sequence_bias=[[[g0[0]], -10.0], [[g0[0], g0[1]], -10.0],
+                                                               [[t3], 0.5]])),
+            ("greedy_remove_invalid_values", dict(base, sequence_bias=overflow, renormalize_logits=True,
+                                                  remove_invalid_values=True)),
+            ("greedy_forced_eos_remove_invalid_values", dict(base, max_new_tokens=10, forced_eos_token_id=t3,
+                                                             remove_invalid_values=True)),
+            ("greedy_renormalize_repetition_penalty", dict(base, repetition_penalty=1.3,
+                                                           renormalize_logits=True)),
+            ("greedy_ngram3_repetition_bad_words_min_new", dict(base, no_repeat_ngram_size=3,
+                                                                repetition_penalty=1.1,
+                                                                bad_words_ids=[[g0[1]], [g0[0], t3]],
+                                                                eos_token_id=eos_list, min_new_tokens=4)),
+            ("beam3_max_length", dict(beam_base, max_new_tokens=None, max_length=len(ids) + 10)),
+            ("beam3_begin_suppress_tokens", dict(beam_base, begin_suppress_tokens=[b0[0][0]])),
+            ("beam3_suppress_tokens", dict(beam_base, suppress_tokens=[b0[0][1]])),
+            ("beam3_repetition_penalty_renormalize", dict(beam_base, repetition_penalty=1.5,
+                                                          renormalize_logits=True)),
+            ("beam3_no_repeat_ngram_2", dict(beam_base, no_repeat_ngram_size=2)),
+            ("beam3_sequence_bias_bad_words", dict(beam_base, sequence_bias=[[[b0[0][0]], -3.0]],
+                                                   bad_words_ids=[[b0[1][1]]])),
+            ("beam3_eos_min_new_tokens_min_length", dict(beam_cfg, early_stopping=False, eos_token_id=beam_eos,
+                                                         min_new_tokens=6, min_length=len(ids) + 4)),
+            ("beam3_forced_eos_remove_invalid_values", dict(beam_base, max_new_tokens=8,
+                                                            forced_eos_token_id=EOS_ID,
+                                                            remove_invalid_values=True)),
+            ("beam4_begin_suppress_suppress_renormalize_lp0.8", dict(
+                beam_base, num_beams=4, length_penalty=0.8, begin_suppress_tokens=[b0[0][0], b0[1][0]],
+                suppress_tokens=[b0[0][1]], renormalize_logits=True, early_stopping=True)),
+        ]
         results = {}
+        specs_by_name = dict(specs)
+        assert len(specs_by_name) == len(specs)
         for cname, cfg in specs:
             out = gen(ids, cfg)
             seqs = out.sequences[:, len(ids):].tolist()
@@ -798,6 +853,40 @@ def make_generate_reference() -> None:
         assert r["beam3_eos_early_false"] != r["beam3_lp1.0_nrs2"], f"{pname}: eos does not change the beams"
         assert any(s[-1] == beam_eos for c in ("beam3_eos_early_false", "beam3_eos_early_true",
                                                "beam3_eos_early_never") for s in r[c]), f"{pname}: no eos hypothesis"
+        assert r["greedy_max_length"][0] == g0[:12]
+        assert r["greedy_eos_list_min_length"] == r["greedy_eos_list_min_new_tokens_5"]
+        assert not {g0[0], t3} & set(r["greedy_suppress_tokens"][0])
+        first = r["greedy_begin_suppress_tokens"][0][0]
+        assert first != g0[0], f"{pname}: begin_suppress_tokens must ban the greedy first token"
+        assert r["greedy_begin_suppress_and_suppress"][0][0] not in (g0[0], g0[1])
+        assert t3 not in r["greedy_begin_suppress_and_suppress"][0]
+        assert r["greedy_sequence_bias"] != r["greedy"]
+        # remove_invalid_values: +inf -> float32 max keeps t3 winning; without it, log_softmax of +inf is NaN
+        assert r["greedy_remove_invalid_values"][0] == [t3] * 20
+        no_fix = gen(ids, dict(specs_by_name["greedy_remove_invalid_values"], remove_invalid_values=False))
+        assert no_fix.sequences[0, len(ids):].tolist() != [t3] * 20, f"{pname}: remove_invalid_values changes nothing"
+        assert r["greedy_forced_eos_remove_invalid_values"] == r["greedy_forced_eos"]
+        assert r["beam3_max_length"] != r["beam3_lp1.0_nrs2"]
+        assert all(s[0] != b0[0][0] for s in r["beam3_begin_suppress_tokens"])
+        assert all(b0[0][1] not in s for s in r["beam3_suppress_tokens"])
+        plain = gen(ids, dict(beam_base, repetition_penalty=1.5)).sequences_scores.tolist()
+        renormalized = results["beam3_repetition_penalty_renormalize"]["sequence_scores"]
+        assert max(abs(x - y) for x, y in zip(plain, renormalized)) > 1e-3, \
+            f"{pname}: renormalize_logits does not change the beam scores"
+        assert r["beam3_no_repeat_ngram_2"] != r["beam3_lp1.0_nrs2"]
+        assert r["beam3_sequence_bias_bad_words"] != r["beam3_lp1.0_nrs2"]
+        assert all(len(s) >= 6 for s in r["beam3_eos_min_new_tokens_min_length"])
+        assert all(s[-1] == EOS_ID for s in r["beam3_forced_eos_remove_invalid_values"])
+        assert all(s[0] not in (b0[0][0], b0[1][0]) and b0[0][1] not in s
+                   for s in r["beam4_begin_suppress_suppress_renormalize_lp0.8"])
+
+        # sampling: transformers' processed + warped scores along the greedy trajectory
+        sess = ort.InferenceSession(str(TINY_DIR / "nopast" / "model.onnx"), providers=["CPUExecutionProvider"])
+        for cname, cfg in sampling_specs(g0):
+            name = f"{pname}_{cname}"
+            steps = warped_steps(model, sess, ids, g0[:WARPED_STEPS - 1], cfg, name)
+            warped.append({"name": name, "prompt": prompt, "prompt_ids": ids, "config": cfg, "steps": steps})
+            log(f"{name:55s} kept per step {[len(s['kept']) for s in steps]}")
 
     doc = {
         "model": "tiny-random-gpt2 (models/work/tiny-random-gpt2-checkpoint; ONNX exports in this folder)",
@@ -811,6 +900,12 @@ def make_generate_reference() -> None:
                                  "(model.compute_transition_scores(..., normalize_logits=False))",
             "beam_indices": "beam only: outputs.beam_indices per returned sequence, per generated token",
             "min_gap": "greedy only: smallest top1 - top2 gap of the processed scores over the steps",
+            "warped_cases": "sampling configs (do_sample true): name, prompt, prompt_ids, config (GenerationConfig "
+                            "fields), steps; each step has `generated` (the tokens after the prompt so far: a prefix "
+                            "of the greedy continuation) and `kept` ([id, score] for every token that transformers' "
+                            "processor + warper list for that config, model._get_logits_processor, leaves above "
+                            "-inf on the model's last logits, by id). The set is the same and the scores within "
+                            f"1e-4 with onnxruntime's logits and with +-{RAW_NOISE} noise on torch's",
         },
         "robustness": f"every case gives the same sequences when uniform noise in [-{NOISE}, {NOISE}] is added to "
                       f"the processed scores at every step (4 noise seeds); greedy min_gap over all cases "
@@ -820,9 +915,10 @@ def make_generate_reference() -> None:
                       f"{beam_diff:.1e})",
         "generated_with": {"torch": torch.__version__, "transformers": transformers.__version__},
         "cases": cases,
+        "warped_cases": warped,
     }
     (TINY_DIR / "generate_reference.json").write_text(dump_json(doc), encoding="utf-8")
-    log(f"wrote {TINY_DIR / 'generate_reference.json'}: {len(cases)} cases; greedy min gap {min_gap_all:.4g}; "
+    log(f"wrote {TINY_DIR / 'generate_reference.json'}: {len(cases)} cases, {len(warped)} warped cases; greedy min gap {min_gap_all:.4g}; "
         f"beam replay max score diff {beam_diff:.2e}")
 
 
