@@ -458,34 +458,92 @@ pub unsafe extern "C" fn gptrt_generation_options_to_json(
 
 // ---- Typed setters: one per field (string-keyed setters above reach the same fields). ----
 
-/// `early_stopping` for beam search: one of `GPTRT_EARLY_STOPPING_HEURISTIC` (the default),
-/// `GPTRT_EARLY_STOPPING_DONE`, `GPTRT_EARLY_STOPPING_NEVER`; any other value is
-/// `GPTRT_ERROR_INVALID_OPTION`.
+/// Writes the typed setters from a table, one row per setter: its doc, then
+/// `fn C_NAME(PARAM: C_TYPE) => FIELD = VALUE;`, VALUE being an expression of PARAM (it may fail
+/// with `?`). Each becomes a `#[no_mangle] extern "C"` function taking the options handle and the
+/// value, with the `[thread-safe]` note, whose body goes through `update` (so the per-field rules
+/// apply and a refused value leaves the options unchanged). A row whose C_TYPE is `[u32]` takes an
+/// id array instead, `(PARAM, count)`, with its `# Safety` contract; PARAM is then the ids as a
+/// `Vec<u32>`.
 ///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_early_stopping(
-    options: *mut gptrt_generation_options_t,
-    value: gptrt_early_stopping_t,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_early_stopping",
-        options,
-        |config| {
-            config.early_stopping = match value {
-                GPTRT_EARLY_STOPPING_HEURISTIC => EarlyStopping::Heuristic,
-                GPTRT_EARLY_STOPPING_DONE => EarlyStopping::Done,
-                GPTRT_EARLY_STOPPING_NEVER => EarlyStopping::Never,
-                other => {
-                    return Err(Failure::new(
-                        GPTRT_ERROR_INVALID_OPTION,
-                        format!("`early_stopping` {other} is not a GPTRT_EARLY_STOPPING_* value"),
-                    ))
-                }
-            };
-            Ok(())
-        },
-    )
+/// cbindgen sees these functions only through macro expansion (`[parse.expand]` in
+/// `cbindgen.toml`), so `include/gptrt.h` stays generated from the code.
+macro_rules! typed_setters {
+    () => {};
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($ids:ident: [u32]) => $field:ident = $value:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$doc])*
+        ///
+        /// [thread-safe]
+        ///
+        /// # Safety
+        /// `ids` is NULL (count 0) or points to `count` ids.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            options: *mut gptrt_generation_options_t,
+            $ids: *const u32,
+            count: usize,
+        ) -> gptrt_status_t {
+            update(stringify!($name), options, |config| {
+                // SAFETY: per this function's contract.
+                let $ids = unsafe { read_slice($ids, count, stringify!($ids))? }.to_vec();
+                config.$field = $value;
+                Ok(())
+            })
+        }
+        typed_setters!($($rest)*);
+    };
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($param:ident: $c_type:ty) => $field:ident = $value:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$doc])*
+        ///
+        /// [thread-safe]
+        #[no_mangle]
+        pub extern "C" fn $name(
+            options: *mut gptrt_generation_options_t,
+            $param: $c_type,
+        ) -> gptrt_status_t {
+            update(stringify!($name), options, |config| {
+                config.$field = $value;
+                Ok(())
+            })
+        }
+        typed_setters!($($rest)*);
+    };
+}
+
+fn early_stopping_mode(value: gptrt_early_stopping_t) -> Result<EarlyStopping, Failure> {
+    match value {
+        GPTRT_EARLY_STOPPING_HEURISTIC => Ok(EarlyStopping::Heuristic),
+        GPTRT_EARLY_STOPPING_DONE => Ok(EarlyStopping::Done),
+        GPTRT_EARLY_STOPPING_NEVER => Ok(EarlyStopping::Never),
+        other => Err(Failure::new(
+            GPTRT_ERROR_INVALID_OPTION,
+            format!("`early_stopping` {other} is not a GPTRT_EARLY_STOPPING_* value"),
+        )),
+    }
+}
+
+/// One id is `TokenIds::One`, as Hugging Face writes a single end token.
+fn token_ids(ids: Vec<u32>) -> TokenIds {
+    match ids.as_slice() {
+        [one] => TokenIds::One(*one),
+        _ => TokenIds::Many(ids),
+    }
+}
+
+// The header lists the setters in this order: early_stopping, the lists, then the table below.
+typed_setters! {
+    /// `early_stopping` for beam search: one of `GPTRT_EARLY_STOPPING_HEURISTIC` (the default),
+    /// `GPTRT_EARLY_STOPPING_DONE`, `GPTRT_EARLY_STOPPING_NEVER`; any other value is
+    /// `GPTRT_ERROR_INVALID_OPTION`.
+    fn gptrt_generation_options_set_early_stopping(value: gptrt_early_stopping_t) => early_stopping = early_stopping_mode(value)?;
 }
 
 /// Stop when the generated text contains one of these strings (`stop_strings`); the text never
@@ -601,588 +659,69 @@ pub unsafe extern "C" fn gptrt_generation_options_set_sequence_bias(
     )
 }
 
-/// Set a list-of-ids field from the caller's array.
-///
-/// # Safety
-/// `ids` is NULL (count 0) or points to `count` ids.
-unsafe fn ids_setter(
-    function: &str,
-    options: *mut gptrt_generation_options_t,
-    ids: *const u32,
-    count: usize,
-    assign: impl FnOnce(&mut GenerationConfig, Vec<u32>),
-) -> gptrt_status_t {
-    update(function, options, |config| {
-        // SAFETY: per this function's contract.
-        let ids = unsafe { read_slice(ids, count, "ids")? };
-        assign(config, ids.to_vec());
-        Ok(())
-    })
-}
-
-/// Tokens that are never generated (`suppress_tokens`).
-///
-/// [thread-safe]
-///
-/// # Safety
-/// `ids` is NULL (count 0) or points to `count` ids.
-#[no_mangle]
-pub unsafe extern "C" fn gptrt_generation_options_set_suppress_tokens(
-    options: *mut gptrt_generation_options_t,
-    ids: *const u32,
-    count: usize,
-) -> gptrt_status_t {
-    // SAFETY: per this function's contract.
-    unsafe {
-        ids_setter(
-            "gptrt_generation_options_set_suppress_tokens",
-            options,
-            ids,
-            count,
-            |config, ids| config.suppress_tokens = Some(ids),
-        )
-    }
-}
-
-/// Tokens that are never generated first (`begin_suppress_tokens`).
-///
-/// [thread-safe]
-///
-/// # Safety
-/// `ids` is NULL (count 0) or points to `count` ids.
-#[no_mangle]
-pub unsafe extern "C" fn gptrt_generation_options_set_begin_suppress_tokens(
-    options: *mut gptrt_generation_options_t,
-    ids: *const u32,
-    count: usize,
-) -> gptrt_status_t {
-    // SAFETY: per this function's contract.
-    unsafe {
-        ids_setter(
-            "gptrt_generation_options_set_begin_suppress_tokens",
-            options,
-            ids,
-            count,
-            |config, ids| config.begin_suppress_tokens = Some(ids),
-        )
-    }
-}
-
-fn token_ids(ids: Vec<u32>) -> TokenIds {
-    match ids.as_slice() {
-        [one] => TokenIds::One(*one),
-        _ => TokenIds::Many(ids),
-    }
-}
-
-/// Token(s) forced when the next token is the last one allowed (`forced_eos_token_id`).
-///
-/// [thread-safe]
-///
-/// # Safety
-/// `ids` is NULL (count 0) or points to `count` ids.
-#[no_mangle]
-pub unsafe extern "C" fn gptrt_generation_options_set_forced_eos_token_id(
-    options: *mut gptrt_generation_options_t,
-    ids: *const u32,
-    count: usize,
-) -> gptrt_status_t {
-    // SAFETY: per this function's contract.
-    unsafe {
-        ids_setter(
-            "gptrt_generation_options_set_forced_eos_token_id",
-            options,
-            ids,
-            count,
-            |config, ids| config.forced_eos_token_id = Some(token_ids(ids)),
-        )
-    }
-}
-
-/// Token(s) that end generation (`eos_token_id`; default: the model's). A count of 0 sets an
-/// empty list: nothing ends generation but the limits. `gptrt_generation_options_unset(options,
-/// "eos_token_id")` goes back to the model's.
-///
-/// [thread-safe]
-///
-/// # Safety
-/// `ids` is NULL (count 0) or points to `count` ids.
-#[no_mangle]
-pub unsafe extern "C" fn gptrt_generation_options_set_eos_token_id(
-    options: *mut gptrt_generation_options_t,
-    ids: *const u32,
-    count: usize,
-) -> gptrt_status_t {
-    // SAFETY: per this function's contract.
-    unsafe {
-        ids_setter(
-            "gptrt_generation_options_set_eos_token_id",
-            options,
-            ids,
-            count,
-            |config, ids| config.eos_token_id = Some(token_ids(ids)),
-        )
-    }
-}
-
-/// Most tokens to generate after the prompt (`max_new_tokens`; at least 1). Unset (the default): `max_length` applies, else 20 tokens in all.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_max_new_tokens(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_max_new_tokens",
-        options,
-        |config| {
-            config.max_new_tokens = Some(value);
-            Ok(())
-        },
-    )
-}
-
-/// Most tokens in prompt plus generation (`max_length`), used only when `max_new_tokens` is unset.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_max_length(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_max_length",
-        options,
-        |config| {
-            config.max_length = Some(value);
-            Ok(())
-        },
-    )
-}
-
-/// End tokens are banned until this many tokens were generated (`min_new_tokens`).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_min_new_tokens(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_min_new_tokens",
-        options,
-        |config| {
-            config.min_new_tokens = Some(value);
-            Ok(())
-        },
-    )
-}
-
-/// End tokens are banned until the sequence, prompt included, is this long (`min_length`; default 0).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_min_length(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_min_length",
-        options,
-        |config| {
-            config.min_length = value;
-            Ok(())
-        },
-    )
-}
-
-/// Stop after this many seconds (`max_time`; > 0). Stop reason `GPTRT_STOP_MAX_TIME`.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_max_time(
-    options: *mut gptrt_generation_options_t,
-    value: f64,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_max_time", options, |config| {
-        config.max_time = Some(value);
-        Ok(())
-    })
-}
-
-/// Sample (`true`) or pick the most likely token (`false`, the default) (`do_sample`).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_do_sample(
-    options: *mut gptrt_generation_options_t,
-    value: bool,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_do_sample",
-        options,
-        |config| {
-            config.do_sample = value;
-            Ok(())
-        },
-    )
-}
-
-/// Beams for beam search (`num_beams`; 1 = no beam search, the default). With more than 1 beam the token callback is not called and the poll API gets the whole text at the end; cancellation takes effect only between generations.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_num_beams(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_num_beams",
-        options,
-        |config| {
-            config.num_beams = value;
-            Ok(())
-        },
-    )
-}
-
-/// Sequences returned (`num_return_sequences`). A session generates one sequence: values above 1 are refused when a generation starts.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_num_return_sequences(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_num_return_sequences",
-        options,
-        |config| {
-            config.num_return_sequences = value;
-            Ok(())
-        },
-    )
-}
-
-/// Beam scores are `sum_logprobs / length ** length_penalty` (`length_penalty`; default 1).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_length_penalty(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_length_penalty",
-        options,
-        |config| {
-            config.length_penalty = value;
-            Ok(())
-        },
-    )
-}
-
-/// Divide logits by this before sampling (`temperature`; > 0, default 1).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_temperature(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_temperature",
-        options,
-        |config| {
-            config.temperature = value;
-            Ok(())
-        },
-    )
-}
-
-/// Keep the k most likely tokens when sampling (`top_k`; 0 = off, default 50).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_top_k(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_top_k", options, |config| {
-        config.top_k = value;
-        Ok(())
-    })
-}
-
-/// Nucleus sampling: keep the most likely tokens whose probability reaches this (`top_p`; (0, 1], default 1 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_top_p(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_top_p", options, |config| {
-        config.top_p = value;
-        Ok(())
-    })
-}
-
-/// Locally typical sampling mass (`typical_p`; (0, 1], default 1 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_typical_p(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_typical_p",
-        options,
-        |config| {
-            config.typical_p = value;
-            Ok(())
-        },
-    )
-}
-
-/// Drop tokens less likely than `min_p` times the most likely one when sampling (`min_p`; [0, 1]).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_min_p(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_min_p", options, |config| {
-        config.min_p = Some(value);
-        Ok(())
-    })
-}
-
-/// Drop tokens with probability below this when sampling (`epsilon_cutoff`; [0, 1), 0 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_epsilon_cutoff(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_epsilon_cutoff",
-        options,
-        |config| {
-            config.epsilon_cutoff = value;
-            Ok(())
-        },
-    )
-}
-
-/// Eta sampling cutoff (`eta_cutoff`; [0, 1), 0 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_eta_cutoff(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_eta_cutoff",
-        options,
-        |config| {
-            config.eta_cutoff = value;
-            Ok(())
-        },
-    )
-}
-
-/// Hugging Face's repetition penalty (`repetition_penalty`; > 0, 1 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_repetition_penalty(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_repetition_penalty",
-        options,
-        |config| {
-            config.repetition_penalty = value;
-            Ok(())
-        },
-    )
-}
-
-/// OpenAI's presence penalty over generated tokens (`presence_penalty`, a gptrt extension; >= 0, 0 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_presence_penalty(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_presence_penalty",
-        options,
-        |config| {
-            config.presence_penalty = value;
-            Ok(())
-        },
-    )
-}
-
-/// OpenAI's frequency penalty over generated tokens (`frequency_penalty`, a gptrt extension; >= 0, 0 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_frequency_penalty(
-    options: *mut gptrt_generation_options_t,
-    value: f32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_frequency_penalty",
-        options,
-        |config| {
-            config.frequency_penalty = value;
-            Ok(())
-        },
-    )
-}
-
-/// Never repeat an n-gram of this size (`no_repeat_ngram_size`; 0 = off).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_no_repeat_ngram_size(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_no_repeat_ngram_size",
-        options,
-        |config| {
-            config.no_repeat_ngram_size = value;
-            Ok(())
-        },
-    )
-}
-
-/// Replace the processed logits by their log-softmax at the end of the processor chain (`renormalize_logits`).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_renormalize_logits(
-    options: *mut gptrt_generation_options_t,
-    value: bool,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_renormalize_logits",
-        options,
-        |config| {
-            config.renormalize_logits = value;
-            Ok(())
-        },
-    )
-}
-
-/// Replace NaN and infinite logits before sampling (`remove_invalid_values`).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_remove_invalid_values(
-    options: *mut gptrt_generation_options_t,
-    value: bool,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_remove_invalid_values",
-        options,
-        |config| {
-            config.remove_invalid_values = value;
-            Ok(())
-        },
-    )
-}
-
-/// Token used to pad batches (`pad_token_id`; default: the first end token).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_pad_token_id(
-    options: *mut gptrt_generation_options_t,
-    value: u32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_pad_token_id",
-        options,
-        |config| {
-            config.pad_token_id = Some(value);
-            Ok(())
-        },
-    )
-}
-
-/// Token an empty prompt starts from (`bos_token_id`; default: the model's).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_bos_token_id(
-    options: *mut gptrt_generation_options_t,
-    value: u32,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_bos_token_id",
-        options,
-        |config| {
-            config.bos_token_id = Some(value);
-            Ok(())
-        },
-    )
-}
-
-/// Seed of the sampling generator (`seed`, a gptrt extension). Unset: a fresh seed per generation, reported in `gptrt_session_result_json`.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_seed(
-    options: *mut gptrt_generation_options_t,
-    value: u64,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_seed", options, |config| {
-        config.seed = Some(value);
-        Ok(())
-    })
-}
-
-/// Record the log-probability of each chosen token and of this many alternatives (`logprobs`, a gptrt extension); read them with `gptrt_session_result_json`.
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_logprobs(
-    options: *mut gptrt_generation_options_t,
-    value: usize,
-) -> gptrt_status_t {
-    update("gptrt_generation_options_set_logprobs", options, |config| {
-        config.logprobs = Some(value);
-        Ok(())
-    })
-}
-
-/// Drop the oldest prompt tokens when the prompt does not fit the context window, instead of failing with `GPTRT_ERROR_CONTEXT_OVERFLOW` (`truncate_prompt`, a gptrt extension; default false).
-///
-/// [thread-safe]
-#[no_mangle]
-pub extern "C" fn gptrt_generation_options_set_truncate_prompt(
-    options: *mut gptrt_generation_options_t,
-    value: bool,
-) -> gptrt_status_t {
-    update(
-        "gptrt_generation_options_set_truncate_prompt",
-        options,
-        |config| {
-            config.truncate_prompt = value;
-            Ok(())
-        },
-    )
+typed_setters! {
+    /// Tokens that are never generated (`suppress_tokens`).
+    fn gptrt_generation_options_set_suppress_tokens(ids: [u32]) => suppress_tokens = Some(ids);
+    /// Tokens that are never generated first (`begin_suppress_tokens`).
+    fn gptrt_generation_options_set_begin_suppress_tokens(ids: [u32]) => begin_suppress_tokens = Some(ids);
+    /// Token(s) forced when the next token is the last one allowed (`forced_eos_token_id`).
+    fn gptrt_generation_options_set_forced_eos_token_id(ids: [u32]) => forced_eos_token_id = Some(token_ids(ids));
+    /// Token(s) that end generation (`eos_token_id`; default: the model's). A count of 0 sets an
+    /// empty list: nothing ends generation but the limits. `gptrt_generation_options_unset(options,
+    /// "eos_token_id")` goes back to the model's.
+    fn gptrt_generation_options_set_eos_token_id(ids: [u32]) => eos_token_id = Some(token_ids(ids));
+    /// Most tokens to generate after the prompt (`max_new_tokens`; at least 1). Unset (the default): `max_length` applies, else 20 tokens in all.
+    fn gptrt_generation_options_set_max_new_tokens(value: usize) => max_new_tokens = Some(value);
+    /// Most tokens in prompt plus generation (`max_length`), used only when `max_new_tokens` is unset.
+    fn gptrt_generation_options_set_max_length(value: usize) => max_length = Some(value);
+    /// End tokens are banned until this many tokens were generated (`min_new_tokens`).
+    fn gptrt_generation_options_set_min_new_tokens(value: usize) => min_new_tokens = Some(value);
+    /// End tokens are banned until the sequence, prompt included, is this long (`min_length`; default 0).
+    fn gptrt_generation_options_set_min_length(value: usize) => min_length = value;
+    /// Stop after this many seconds (`max_time`; > 0). Stop reason `GPTRT_STOP_MAX_TIME`.
+    fn gptrt_generation_options_set_max_time(value: f64) => max_time = Some(value);
+    /// Sample (`true`) or pick the most likely token (`false`, the default) (`do_sample`).
+    fn gptrt_generation_options_set_do_sample(value: bool) => do_sample = value;
+    /// Beams for beam search (`num_beams`; 1 = no beam search, the default). With more than 1 beam the token callback is not called and the poll API gets the whole text at the end; cancellation takes effect only between generations.
+    fn gptrt_generation_options_set_num_beams(value: usize) => num_beams = value;
+    /// Sequences returned (`num_return_sequences`). A session generates one sequence: values above 1 are refused when a generation starts.
+    fn gptrt_generation_options_set_num_return_sequences(value: usize) => num_return_sequences = value;
+    /// Beam scores are `sum_logprobs / length ** length_penalty` (`length_penalty`; default 1).
+    fn gptrt_generation_options_set_length_penalty(value: f32) => length_penalty = value;
+    /// Divide logits by this before sampling (`temperature`; > 0, default 1).
+    fn gptrt_generation_options_set_temperature(value: f32) => temperature = value;
+    /// Keep the k most likely tokens when sampling (`top_k`; 0 = off, default 50).
+    fn gptrt_generation_options_set_top_k(value: usize) => top_k = value;
+    /// Nucleus sampling: keep the most likely tokens whose probability reaches this (`top_p`; (0, 1], default 1 = off).
+    fn gptrt_generation_options_set_top_p(value: f32) => top_p = value;
+    /// Locally typical sampling mass (`typical_p`; (0, 1], default 1 = off).
+    fn gptrt_generation_options_set_typical_p(value: f32) => typical_p = value;
+    /// Drop tokens less likely than `min_p` times the most likely one when sampling (`min_p`; [0, 1]).
+    fn gptrt_generation_options_set_min_p(value: f32) => min_p = Some(value);
+    /// Drop tokens with probability below this when sampling (`epsilon_cutoff`; [0, 1), 0 = off).
+    fn gptrt_generation_options_set_epsilon_cutoff(value: f32) => epsilon_cutoff = value;
+    /// Eta sampling cutoff (`eta_cutoff`; [0, 1), 0 = off).
+    fn gptrt_generation_options_set_eta_cutoff(value: f32) => eta_cutoff = value;
+    /// Hugging Face's repetition penalty (`repetition_penalty`; > 0, 1 = off).
+    fn gptrt_generation_options_set_repetition_penalty(value: f32) => repetition_penalty = value;
+    /// OpenAI's presence penalty over generated tokens (`presence_penalty`, a gptrt extension; >= 0, 0 = off).
+    fn gptrt_generation_options_set_presence_penalty(value: f32) => presence_penalty = value;
+    /// OpenAI's frequency penalty over generated tokens (`frequency_penalty`, a gptrt extension; >= 0, 0 = off).
+    fn gptrt_generation_options_set_frequency_penalty(value: f32) => frequency_penalty = value;
+    /// Never repeat an n-gram of this size (`no_repeat_ngram_size`; 0 = off).
+    fn gptrt_generation_options_set_no_repeat_ngram_size(value: usize) => no_repeat_ngram_size = value;
+    /// Replace the processed logits by their log-softmax at the end of the processor chain (`renormalize_logits`).
+    fn gptrt_generation_options_set_renormalize_logits(value: bool) => renormalize_logits = value;
+    /// Replace NaN and infinite logits before sampling (`remove_invalid_values`).
+    fn gptrt_generation_options_set_remove_invalid_values(value: bool) => remove_invalid_values = value;
+    /// Token used to pad batches (`pad_token_id`; default: the first end token).
+    fn gptrt_generation_options_set_pad_token_id(value: u32) => pad_token_id = Some(value);
+    /// Token an empty prompt starts from (`bos_token_id`; default: the model's).
+    fn gptrt_generation_options_set_bos_token_id(value: u32) => bos_token_id = Some(value);
+    /// Seed of the sampling generator (`seed`, a gptrt extension). Unset: a fresh seed per generation, reported in `gptrt_session_result_json`.
+    fn gptrt_generation_options_set_seed(value: u64) => seed = Some(value);
+    /// Record the log-probability of each chosen token and of this many alternatives (`logprobs`, a gptrt extension); read them with `gptrt_session_result_json`.
+    fn gptrt_generation_options_set_logprobs(value: usize) => logprobs = Some(value);
+    /// Drop the oldest prompt tokens when the prompt does not fit the context window, instead of failing with `GPTRT_ERROR_CONTEXT_OVERFLOW` (`truncate_prompt`, a gptrt extension; default false).
+    fn gptrt_generation_options_set_truncate_prompt(value: bool) => truncate_prompt = value;
 }
