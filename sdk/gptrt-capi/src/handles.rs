@@ -8,125 +8,67 @@
 //! table lock is held only to insert, look up (clone an `Arc`) or remove; objects are dropped after
 //! it is released, so a slow drop (a model, a session joining its worker) never blocks other calls.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::error::{Failure, GPTRT_ERROR_INVALID_HANDLE};
 
-/// Every kind of object the C API hands out.
-pub(crate) enum Object {
-    Runtime(Arc<crate::runtime::RuntimeObject>),
-    Model(Arc<gptrt::Model>),
-    Options(Arc<crate::options::OptionsObject>),
-    Session(Arc<crate::session::Session>),
-    Tokenizer(Arc<crate::tokenizer::TokenizerObject>),
-    PluginHost(Arc<crate::plugin::PluginHostObject>),
-    Batcher(Arc<crate::batcher::Batcher>),
+/// A C handle type (`gptrt_model_t` ...) and the object it stands for. Implemented with
+/// [`handle_types!`] for every type the C API hands out; this module names none of them, so the
+/// object modules can use it without a cycle.
+pub(crate) trait Handle: 'static {
+    /// The Rust object behind the handle.
+    type Target: Send + Sync + 'static;
+    /// The C type name, for messages.
+    const NAME: &'static str;
 }
 
-impl Object {
-    fn type_name(&self) -> &'static str {
-        match self {
-            Object::Runtime(_) => "gptrt_runtime_t",
-            Object::Model(_) => "gptrt_model_t",
-            Object::Options(_) => "gptrt_generation_options_t",
-            Object::Session(_) => "gptrt_session_t",
-            Object::Tokenizer(_) => "gptrt_tokenizer_t",
-            Object::PluginHost(_) => "gptrt_plugin_host_t",
-            Object::Batcher(_) => "gptrt_batcher_t",
+/// Declares C handle types and their objects: `module::c_type => Target, ...` (the C name, for
+/// messages, is the type's own name).
+macro_rules! handle_types {
+    ($($module:ident::$c_type:ident => $target:ty),+ $(,)?) => {$(
+        impl $crate::handles::Handle for $module::$c_type {
+            type Target = $target;
+            const NAME: &'static str = stringify!($c_type);
         }
+    )+};
+}
+pub(crate) use handle_types;
+
+/// A live object and the handle type it was handed out as. The type is checked on every lookup by
+/// the handle type's `TypeId`, not only the object's, so two handle types over one Rust type would
+/// still not stand for each other.
+struct Entry {
+    handle_type: TypeId,
+    type_name: &'static str,
+    object: Arc<dyn Any + Send + Sync>,
+}
+
+impl Entry {
+    fn downcast<H: Handle>(&self) -> Option<Arc<H::Target>> {
+        if self.handle_type != TypeId::of::<H>() {
+            return None;
+        }
+        self.object.clone().downcast::<H::Target>().ok()
     }
 }
 
-/// A C handle type (`gptrt_model_t` ...) and the object it stands for.
-pub(crate) trait Handle {
-    /// The Rust object behind the handle.
-    type Target;
-    /// The C type name, for messages.
-    const NAME: &'static str;
-    fn wrap(object: Arc<Self::Target>) -> Object;
-    fn unwrap(object: &Object) -> Option<&Arc<Self::Target>>;
-}
-
-macro_rules! handle {
-    ($c_type:ty, $variant:ident, $target:ty, $name:literal) => {
-        impl Handle for $c_type {
-            type Target = $target;
-            const NAME: &'static str = $name;
-            fn wrap(object: Arc<$target>) -> Object {
-                Object::$variant(object)
-            }
-            fn unwrap(object: &Object) -> Option<&Arc<$target>> {
-                match object {
-                    Object::$variant(inner) => Some(inner),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-handle!(
-    crate::runtime::gptrt_runtime_t,
-    Runtime,
-    crate::runtime::RuntimeObject,
-    "gptrt_runtime_t"
-);
-handle!(
-    crate::model::gptrt_model_t,
-    Model,
-    gptrt::Model,
-    "gptrt_model_t"
-);
-handle!(
-    crate::options::gptrt_generation_options_t,
-    Options,
-    crate::options::OptionsObject,
-    "gptrt_generation_options_t"
-);
-handle!(
-    crate::session::gptrt_session_t,
-    Session,
-    crate::session::Session,
-    "gptrt_session_t"
-);
-handle!(
-    crate::tokenizer::gptrt_tokenizer_t,
-    Tokenizer,
-    crate::tokenizer::TokenizerObject,
-    "gptrt_tokenizer_t"
-);
-
-handle!(
-    crate::plugin::gptrt_plugin_host_t,
-    PluginHost,
-    crate::plugin::PluginHostObject,
-    "gptrt_plugin_host_t"
-);
-
-handle!(
-    crate::batcher::gptrt_batcher_t,
-    Batcher,
-    crate::batcher::Batcher,
-    "gptrt_batcher_t"
-);
-
-static TABLE: LazyLock<RwLock<HashMap<u64, Object>>> =
-    LazyLock::new(|| RwLock::new(HashMap::new()));
+static TABLE: LazyLock<RwLock<HashMap<u64, Entry>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// Ids start high and step by 16 so that handles look like (aligned) pointers in a debugger and a
 /// small integer cast to a handle is never a live one.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0x1000);
 
-fn table_read() -> std::sync::RwLockReadGuard<'static, HashMap<u64, Object>> {
+fn table_read() -> std::sync::RwLockReadGuard<'static, HashMap<u64, Entry>> {
     // The table is consistent after any panic (each operation is one insert/get/remove).
     TABLE
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn table_write() -> std::sync::RwLockWriteGuard<'static, HashMap<u64, Object>> {
+fn table_write() -> std::sync::RwLockWriteGuard<'static, HashMap<u64, Entry>> {
     TABLE
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -135,7 +77,12 @@ fn table_write() -> std::sync::RwLockWriteGuard<'static, HashMap<u64, Object>> {
 /// Register a new object; the returned pointer is the host's handle.
 pub(crate) fn insert<H: Handle>(object: Arc<H::Target>) -> *mut H {
     let id = NEXT_ID.fetch_add(16, Ordering::Relaxed);
-    table_write().insert(id, H::wrap(object));
+    let entry = Entry {
+        handle_type: TypeId::of::<H>(),
+        type_name: H::NAME,
+        object,
+    };
+    table_write().insert(id, entry);
     id as usize as *mut H
 }
 
@@ -147,13 +94,12 @@ pub(crate) fn get<H: Handle>(handle: *const H, what: &str) -> Result<Arc<H::Targ
     let id = handle as usize as u64;
     let table = table_read();
     match table.get(&id) {
-        Some(object) => match H::unwrap(object) {
-            Some(inner) => Ok(inner.clone()),
-            None => Err(Failure::new(
+        Some(entry) => entry.downcast::<H>().ok_or_else(|| {
+            Failure::new(
                 GPTRT_ERROR_INVALID_HANDLE,
-                format!("`{what}` is a {}, not a {}", object.type_name(), H::NAME),
-            )),
-        },
+                format!("`{what}` is a {}, not a {}", entry.type_name, H::NAME),
+            )
+        }),
         None => Err(Failure::new(
             GPTRT_ERROR_INVALID_HANDLE,
             format!(
@@ -175,7 +121,7 @@ pub(crate) fn remove<H: Handle>(handle: *mut H) {
     let removed = {
         let mut table = table_write();
         let removed = match table.get(&id) {
-            Some(object) if H::unwrap(object).is_some() => table.remove(&id),
+            Some(entry) if entry.handle_type == TypeId::of::<H>() => table.remove(&id),
             _ => None,
         };
         if table.is_empty() {
@@ -186,4 +132,59 @@ pub(crate) fn remove<H: Handle>(handle: *mut H) {
         removed
     };
     drop(removed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Two handle types over one Rust type: only the handle type tells them apart.
+    mod kinds {
+        pub struct first_t(());
+        pub struct second_t(());
+    }
+    handle_types! {
+        kinds::first_t => String,
+        kinds::second_t => String,
+    }
+    use kinds::{first_t, second_t};
+
+    fn status<T>(result: Result<T, Failure>) -> (crate::error::gptrt_status_t, String) {
+        match result {
+            Ok(_) => panic!("expected a failure"),
+            Err(failure) => (failure.status, failure.message),
+        }
+    }
+
+    #[test]
+    fn a_handle_is_found_only_as_its_own_type_while_live() {
+        let handle = insert::<first_t>(Arc::new("text".to_string()));
+        assert_eq!(*get(handle.cast_const(), "first").unwrap(), "text");
+
+        let wrong = handle.cast::<second_t>();
+        let (code, message) = status(get(wrong.cast_const(), "second"));
+        assert_eq!(code, GPTRT_ERROR_INVALID_HANDLE);
+        assert!(
+            message.contains("is a first_t, not a second_t"),
+            "{message}"
+        );
+
+        // Freeing as the wrong type is ignored: the object stays.
+        remove(wrong);
+        assert_eq!(*get(handle.cast_const(), "first").unwrap(), "text");
+
+        remove(handle);
+        let (code, message) = status(get(handle.cast_const(), "first"));
+        assert_eq!(code, GPTRT_ERROR_INVALID_HANDLE);
+        assert!(message.contains("not a live first_t"), "{message}");
+        remove(handle); // a second free is ignored
+    }
+
+    #[test]
+    fn forged_and_null_handles_are_refused() {
+        let forged = 0x1234usize as *const first_t;
+        assert_eq!(status(get(forged, "first")).0, GPTRT_ERROR_INVALID_HANDLE);
+        let (code, _) = status(get(std::ptr::null::<first_t>(), "first"));
+        assert_eq!(code, crate::error::GPTRT_ERROR_NULL_POINTER);
+    }
 }

@@ -49,6 +49,18 @@ pub use session::{
 };
 pub use tokenizer::gptrt_tokenizer_t;
 
+// Every kind of object the C API hands out. Declared here, where every module is known, so that
+// `handles` itself depends on none of them.
+handles::handle_types! {
+    runtime::gptrt_runtime_t => runtime::RuntimeObject,
+    model::gptrt_model_t => gptrt::Model,
+    options::gptrt_generation_options_t => options::OptionsObject,
+    session::gptrt_session_t => session::Session,
+    tokenizer::gptrt_tokenizer_t => tokenizer::TokenizerObject,
+    plugin::gptrt_plugin_host_t => plugin::PluginHostObject,
+    batcher::gptrt_batcher_t => batcher::Batcher,
+}
+
 /// Major version of the gptrt C API this header describes. Compare with `gptrt_version()` at run
 /// time when linking dynamically.
 pub const GPTRT_VERSION_MAJOR: u32 = 0;
@@ -165,6 +177,25 @@ mod tests {
         // SAFETY: static NUL-terminated string.
         let unknown = unsafe { std::ffi::CStr::from_ptr(gptrt_status_name(-7)) };
         assert_eq!(unknown.to_bytes(), b"GPTRT_STATUS_UNKNOWN");
+    }
+
+    /// Handle messages name the C type ("`x` is a gptrt_model_t, not a gptrt_session_t").
+    #[test]
+    fn handle_types_carry_their_c_names() {
+        use handles::Handle;
+        assert_eq!(<gptrt_runtime_t as Handle>::NAME, "gptrt_runtime_t");
+        assert_eq!(<gptrt_model_t as Handle>::NAME, "gptrt_model_t");
+        assert_eq!(
+            <gptrt_generation_options_t as Handle>::NAME,
+            "gptrt_generation_options_t"
+        );
+        assert_eq!(<gptrt_session_t as Handle>::NAME, "gptrt_session_t");
+        assert_eq!(<gptrt_tokenizer_t as Handle>::NAME, "gptrt_tokenizer_t");
+        assert_eq!(
+            <plugin::gptrt_plugin_host_t as Handle>::NAME,
+            "gptrt_plugin_host_t"
+        );
+        assert_eq!(<gptrt_batcher_t as Handle>::NAME, "gptrt_batcher_t");
     }
 
     /// The header's feature macros are literals (cbindgen copies them): they must say what this
