@@ -131,6 +131,34 @@ pub enum Error {
         /// The fault.
         message: String,
     },
+    /// A session is running a generation: the call needs it idle or finished.
+    #[error(
+        "a generation is running on this session: poll it to the end, wait for it, or cancel it"
+    )]
+    Busy,
+    /// The call does not fit the object's state (a session's result before any generation ran).
+    #[error("{message}")]
+    InvalidState {
+        /// What the state is and what the call needed.
+        message: String,
+    },
+    /// A generation that ran on a session (or a batcher) failed; the session's result functions
+    /// return this. Shared, because every reader of the result gets the same failure.
+    #[error("the generation failed: {0}")]
+    GenerationFailed(std::sync::Arc<Error>),
+    /// A bug in gptrt: a panic caught on a worker thread.
+    #[error("{message}")]
+    Panic {
+        /// Where it happened and the panic's message.
+        message: String,
+    },
+    /// An internal error with no more specific variant (a worker thread that could not start,
+    /// a batcher freed under a generation).
+    #[error("{message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
