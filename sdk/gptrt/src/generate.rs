@@ -268,6 +268,12 @@ struct Row {
     chain: SamplerChain,
     seed: Option<u64>,
     logprobs: Option<Vec<TokenLogprob>>,
+    /// How many alternatives each of `logprobs` lists.
+    top_logprobs: usize,
+    /// This row's `max_time` in seconds, counted from `began`.
+    max_time: Option<f64>,
+    /// When the first forward pass that fed this row's prompt began.
+    began: Option<Instant>,
     /// Total length at which this row ends (prompt + budget, capped by the context window).
     max_length: usize,
     /// Prompt length + new-token budget.
@@ -422,9 +428,6 @@ pub struct Generator<'m> {
     piece_buf: String,
     stats: GenerationStats,
     started: bool,
-    began: Option<Instant>,
-    max_time: Option<f64>,
-    logprobs: Option<usize>,
     cancel: CancelToken,
 }
 
@@ -484,6 +487,9 @@ impl<'m> Generator<'m> {
                     chain: SamplerChain::from_config(config, &eos, seed.unwrap_or(0), 1),
                     seed,
                     logprobs: config.logprobs.map(|_| Vec::new()),
+                    top_logprobs: config.logprobs.unwrap_or(0),
+                    max_time: config.max_time,
+                    began: None,
                     max_length: (prompt_len + budget).min(n_positions),
                     budget_end: prompt_len + budget,
                 });
@@ -503,9 +509,6 @@ impl<'m> Generator<'m> {
             piece_buf: String::new(),
             stats: GenerationStats::default(),
             started: false,
-            began: None,
-            max_time: config.max_time,
-            logprobs: config.logprobs,
             cancel: CancelToken::new(),
         })
     }
@@ -577,7 +580,11 @@ impl<'m> Generator<'m> {
             return Ok(false);
         }
         let began = Instant::now();
-        self.began.get_or_insert(began);
+        // Each row's `max_time` counts from the pass that fed its prompt (a row that joined a
+        // running batch brings its own start).
+        for row in &mut self.rows {
+            row.began.get_or_insert(began);
+        }
         let input = self.prepare_input();
         self.model.forward(
             &StepInput {
@@ -661,8 +668,6 @@ impl<'m> Generator<'m> {
     fn select_tokens(&mut self, on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
         let vocab = self.model.config().vocab_size;
         let flags = self.step_flags();
-        // Sampler plugins check these before each call; the rows check them after each chain.
-        let _limits = calls::enter_limits(flags.limits.clone());
         let mut buffers = Buffers {
             text: std::mem::take(&mut self.text_buf),
             piece: std::mem::take(&mut self.piece_buf),
@@ -674,12 +679,18 @@ impl<'m> Generator<'m> {
                 continue;
             }
             let logits = &self.logits[index * vocab..(index + 1) * vocab];
+            let limits = Limits {
+                cancel: flags.cancel.clone(),
+                time_limit: row.began.zip(row.max_time),
+            };
+            // Sampler plugins check these before each call; the row checks them after its chain.
+            let _limits = calls::enter_limits(limits.clone());
             result = select_row(
                 self.model,
                 row,
                 logits,
-                &flags,
-                self.logprobs,
+                flags.window_full,
+                &limits,
                 &mut buffers,
                 on_token,
             );
@@ -700,10 +711,7 @@ impl<'m> Generator<'m> {
                 .rows
                 .first()
                 .is_some_and(|row| row.mask.len() >= self.model.config().n_positions),
-            limits: Limits {
-                cancel: self.cancel.clone(),
-                time_limit: self.began.zip(self.max_time),
-            },
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -849,12 +857,12 @@ impl<'m> Generator<'m> {
     }
 }
 
-/// Conditions that stop every active row at its next token. The limits are read after each
-/// row's chain, so a slow sampler (a plugin's call) is never followed by another forward pass
-/// once time is up or the generation is cancelled.
+/// Conditions that stop every active row at its next token. The cancel token (and each row's own
+/// `max_time`) are read after each row's chain, so a slow sampler (a plugin's call) is never
+/// followed by another forward pass once time is up or the generation is cancelled.
 struct StepFlags {
     window_full: bool,
-    limits: Limits,
+    cancel: CancelToken,
 }
 
 /// Reused text buffers, so picking a token allocates nothing.
@@ -869,8 +877,8 @@ fn select_row(
     model: &Model,
     row: &mut Row,
     logits: &[f32],
-    flags: &StepFlags,
-    logprobs: Option<usize>,
+    window_full: bool,
+    limits: &Limits,
     buffers: &mut Buffers,
     on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
 ) -> Result<()> {
@@ -909,8 +917,8 @@ fn select_row(
             message: format!("selected token {token}, outside the vocabulary (size {vocab})"),
         });
     }
-    if let (Some(list), Some(n)) = (row.logprobs.as_mut(), logprobs) {
-        list.push(token_logprob(logits, token, n));
+    if let Some(list) = row.logprobs.as_mut() {
+        list.push(token_logprob(logits, token, row.top_logprobs));
     }
     row.tokens.push(token);
     let decoded = &mut buffers.text;
@@ -925,9 +933,9 @@ fn select_row(
         row.stop = Some(StopReason::Eos);
     } else if row.tokens.len() >= row.budget_end {
         row.stop = Some(StopReason::MaxNewTokens);
-    } else if row.tokens.len() >= n_positions || flags.window_full {
+    } else if row.tokens.len() >= n_positions || window_full {
         row.stop = Some(StopReason::ContextFull);
-    } else if let Some(reason) = flags.limits.reached() {
+    } else if let Some(reason) = limits.reached() {
         row.stop = Some(reason);
     }
     if row.stop.is_some() && row.stop != Some(StopReason::StopString) {

@@ -80,9 +80,10 @@ impl BatcherStats {
 ///
 /// Cloning is cheap and gives another handle to the same batcher; its worker stops when the last
 /// handle and the last of its sessions are gone (ending any generation still in flight as
-/// failed). Batched sessions run greedy or sampled generations with any processor and stop
-/// string; beam search, plugin samplers, `max_time` and `logprobs` are refused at
-/// [`crate::Session::start`] (use a session of its own for those). Each sequence's tokens are
+/// failed). Batched sessions run greedy or sampled generations with any processor, stop string,
+/// `max_time` and `logprobs`, each generation with its own (a row out of time stops with
+/// [`crate::StopReason::MaxTime`] while its batch mates go on); beam search and plugin samplers
+/// are refused at [`crate::Session::start`] (use a session of its own for those). Each sequence's tokens are
 /// those it would get alone (the rows are padded and masked, never mixed), up to float rounding.
 #[derive(Clone)]
 pub struct Batcher(Arc<Engine>);
@@ -180,12 +181,6 @@ pub(crate) fn check_batchable(config: &GenerationConfig, has_samplers: bool) -> 
     }
     if has_samplers {
         return refuse("samplers", "plugin samplers");
-    }
-    if config.max_time.is_some() {
-        return refuse("max_time", "`max_time`");
-    }
-    if config.logprobs.is_some() {
-        return refuse("logprobs", "`logprobs`");
     }
     Ok(())
 }
