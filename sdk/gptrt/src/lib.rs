@@ -34,7 +34,6 @@
 #![warn(missing_docs)]
 
 mod batch;
-mod beam;
 pub mod config;
 pub mod error;
 pub mod generate;

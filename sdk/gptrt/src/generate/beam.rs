@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
+use super::prepare::prepare_prompts;
+use super::{Generation, GenerationStats, StopReason};
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::Result;
-use crate::generate::{prepare_prompts, Generation, GenerationStats, StopReason};
 use crate::model::{KvCache, Model, StepInput};
 use crate::sampling::{is_allowed, log_sum_exp, SamplerChain, SamplerContext};
 
