@@ -370,10 +370,11 @@ const char *gptrt_stop_reason_name(int32_t reason);
 // `gptrt_batcher_free`. It starts one worker thread, idle until a batched session starts a
 // generation; make batchers while loading, not in a frame.
 //
-// Batched sessions run greedy or sampled generations with any processor and stop string; beam
-// search, plugin samplers, `max_time` and `logprobs` are `GPTRT_ERROR_INVALID_OPTION` at
-// `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those it
-// would get alone (the rows are padded and masked, never mixed), up to float rounding.
+// Batched sessions run greedy or sampled generations with any processor, stop string, `max_time`
+// and `logprobs`, each generation with its own (one out of time stops with `GPTRT_STOP_MAX_TIME`
+// while its batch mates go on); beam search and plugin samplers are `GPTRT_ERROR_INVALID_OPTION`
+// at `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those
+// it would get alone (the rows are padded and masked, never mixed), up to float rounding.
 //
 // [thread-safe]
 //

@@ -404,7 +404,8 @@ struct Token {
 };
 
 // Many sessions, one forward pass per step (gptrt_batcher_t): sessions made from it generate
-// together. Beam search, plugin samplers, max_time and logprobs need a session of their own.
+// together (max_time and logprobs per generation). Beam search and plugin samplers need a
+// session of their own.
 class Batcher {
 public:
     explicit Batcher(const Model &model) {

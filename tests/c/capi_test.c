@@ -263,6 +263,15 @@ static void test_batched(gptrt_model_t *model, size_t max_new, int count, char *
     EXPECT(gptrt_session_start(session, "Hello", options), GPTRT_ERROR_INVALID_OPTION);
     CHECK(strstr(gptrt_last_error_message(), "beam search") != NULL, "message: %s", gptrt_last_error_message());
     OK(gptrt_generation_options_set_num_beams(options, 1));
+    /* max_time holds per generation: a limit no forward pass meets stops after the first token. */
+    gptrt_generation_options_t *hurried = greedy_options(max_new);
+    OK(gptrt_generation_options_set_max_time(hurried, 1e-9));
+    OK(gptrt_session_start(session, "Hello", hurried));
+    OK(gptrt_session_wait(session));
+    gptrt_stop_reason_t timed = GPTRT_STOP_OTHER;
+    OK(gptrt_session_stop_reason(session, &timed));
+    CHECK(timed == GPTRT_STOP_MAX_TIME, "batched max_time: stop reason %s", gptrt_stop_reason_name(timed));
+    gptrt_generation_options_free(hurried);
 
     /* The session keeps its batcher alive; a cancelled generation stops as cancelled. */
     gptrt_batcher_free(batcher);

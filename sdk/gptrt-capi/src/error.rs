@@ -160,6 +160,10 @@ pub(crate) fn status_of(error: &gptrt::Error) -> gptrt_status_t {
         E::Sampler { .. } => GPTRT_ERROR_SAMPLER,
         E::Io { .. } => GPTRT_ERROR_IO,
         E::Plugin { .. } => GPTRT_ERROR_PLUGIN,
+        E::Busy => GPTRT_ERROR_BUSY,
+        E::InvalidState { .. } => GPTRT_ERROR_INVALID_STATE,
+        E::GenerationFailed(failed) => status_of(failed),
+        E::Panic { .. } => GPTRT_ERROR_PANIC,
         E::Internal { .. } => GPTRT_ERROR_INTERNAL,
         #[allow(unreachable_patterns)]
         _ => GPTRT_ERROR_INTERNAL,

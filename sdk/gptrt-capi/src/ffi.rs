@@ -143,18 +143,6 @@ pub(crate) unsafe fn write_text(
     Ok(())
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-pub(crate) fn char_prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// A NUL-terminated static string for C.
 pub(crate) fn static_cstr(text: &'static str) -> *const c_char {
     debug_assert!(text.ends_with('\0'));

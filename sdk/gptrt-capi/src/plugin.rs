@@ -15,7 +15,8 @@ pub struct gptrt_plugin_host_t(());
 
 /// The object behind a `gptrt_plugin_host_t`.
 pub(crate) struct PluginHostObject {
-    host: Mutex<gptrt::PluginHost>,
+    /// Shared with the sessions that put its samplers in their chains.
+    host: gptrt::SharedPluginHost,
 }
 
 impl PluginHostObject {
@@ -24,27 +25,6 @@ impl PluginHostObject {
         self.host
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A plugin sampler a session puts in its chain at every generation.
-#[derive(Clone)]
-pub(crate) struct SamplerSpec {
-    pub host: Arc<PluginHostObject>,
-    pub id: String,
-    pub config: Option<String>,
-}
-
-impl SamplerSpec {
-    /// A fresh instance of the sampler for one generation.
-    pub(crate) fn instantiate(
-        &self,
-        model: &Arc<gptrt::Model>,
-    ) -> Result<gptrt::PluginSampler, Failure> {
-        Ok(self
-            .host
-            .lock()
-            .sampler(&self.id, self.config.as_deref(), Some(model.clone()))?)
     }
 }
 
@@ -69,7 +49,7 @@ pub unsafe extern "C" fn gptrt_plugin_host_new(
             host = host.with_allowlist(gptrt::Allowlist::from_file(std::path::Path::new(path))?);
         }
         let object = Arc::new(PluginHostObject {
-            host: Mutex::new(host),
+            host: Arc::new(Mutex::new(host)),
         });
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_host, handles::insert::<gptrt_plugin_host_t>(object)) };
@@ -171,13 +151,7 @@ pub unsafe extern "C" fn gptrt_session_add_sampler(
             // SAFETY: caller contract.
             Some(unsafe { read_str(config_json, "config_json") }?.to_string())
         };
-        let spec = SamplerSpec {
-            host,
-            id: id.to_string(),
-            config,
-        };
-        drop(spec.instantiate(session.model())?);
-        session.add_sampler(spec)
+        Ok(session.add_sampler(host.host.clone(), gptrt::SamplerSpec::new(id, config))?)
     })
 }
 
@@ -189,7 +163,7 @@ pub extern "C" fn gptrt_session_clear_samplers(
     session: *const crate::session::gptrt_session_t,
 ) -> gptrt_status_t {
     boundary("gptrt_session_clear_samplers", || {
-        handles::get(session, "session")?.clear_samplers()
+        Ok(handles::get(session, "session")?.clear_samplers()?)
     })
 }
 

@@ -1,31 +1,18 @@
 //! `gptrt_session_t`: one sequence in flight with its own KV cache, driven synchronously with a
-//! token callback or on a worker thread that the host polls without ever blocking.
-//!
-//! Each session owns one worker thread, started with the session and idle until
-//! `gptrt_session_start` hands it a job, so starting a generation costs no thread creation and no
-//! tokenization on the caller's thread. The worker pushes each token into the session's queue under
-//! a mutex held only for that push; the poll functions take the queue with `try_lock`, so a frame
-//! never waits for a forward pass.
+//! token callback or on a worker thread that the host polls without ever blocking. The session
+//! itself is [`gptrt::Session`] (its worker, state machine and stream buffer); this module checks
+//! handles, reads and writes C memory and maps states, stop reasons and errors to their codes.
 
 use std::ffi::{c_char, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use gptrt::plugin::PluginCallWatch;
-use gptrt::{CancelToken, Generation, GenerationConfig, Generator, Model, StopReason, TokenEvent};
+use gptrt::{Generation, GenerationConfig, Model, SessionState, StopReason, TokenEvent};
 
-use crate::batcher::{check_batchable, gptrt_batcher_t, Batcher};
-use crate::error::{
-    boundary, gptrt_status_t, panic_message, Failure, GPTRT_ERROR_BUSY, GPTRT_ERROR_INTERNAL,
-    GPTRT_ERROR_INVALID_OPTION, GPTRT_ERROR_INVALID_STATE, GPTRT_ERROR_PANIC,
-};
-use crate::ffi::{char_prefix, check_out, read_str, write_array, write_out, write_text};
+use crate::batcher::gptrt_batcher_t;
+use crate::error::{boundary, gptrt_status_t, status_of, Failure};
+use crate::ffi::{check_out, read_str, write_array, write_out, write_text};
 use crate::handles;
 use crate::options::gptrt_generation_options_t;
-use crate::plugin::SamplerSpec;
 
 /// One sequence in flight over a shared model: its tokens, KV cache and stop state, and the result
 /// of its last generation. Opaque; made by `gptrt_session_new`, released by `gptrt_session_free`.
@@ -119,401 +106,39 @@ pub struct gptrt_token_event_t {
 pub type gptrt_token_callback_t =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const gptrt_token_event_t) -> bool>;
 
-/// The generation state a session's worker and the host share.
-#[derive(Default)]
-struct Stream {
-    /// Text generated and not yet taken by `gptrt_session_poll`, from `text_read` on.
-    text: String,
-    text_read: usize,
-    /// Ids generated and not yet taken by `gptrt_session_poll_tokens`, from `ids_read` on.
-    ids: Vec<u32>,
-    ids_read: usize,
-    /// The finished generation (or why it failed).
-    outcome: Option<Result<Generation, Failure>>,
-    /// Cancels the generation in flight.
-    cancel: CancelToken,
-    /// The generation the worker is to run next.
-    job: Option<Job>,
-    /// The session is being freed: the worker exits.
-    shutdown: bool,
-    /// The worker has returned (it signals `finished` too).
-    worker_exited: bool,
-}
-
-/// A generation handed to the session's worker (or its batcher's).
-pub(crate) struct Job {
-    pub(crate) prompt: String,
-    pub(crate) config: GenerationConfig,
-    pub(crate) samplers: Vec<SamplerSpec>,
-    pub(crate) cancel: CancelToken,
-}
-
-/// The state a session shares with the thread that runs its generations.
-pub(crate) struct Shared {
-    stream: Mutex<Stream>,
-    /// `gptrt_session_state_t` as an integer, changed only while `stream` is locked; readable
-    /// without the lock.
-    phase: AtomicI32,
-    /// Signalled when a generation ends (for `gptrt_session_wait`).
-    finished: Condvar,
-    /// Signalled when the worker has a job or must exit.
-    wake: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Stream> {
-        // Every change to the stream is a push or a whole-field store: consistent after a panic.
-        self.stream
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn phase(&self) -> gptrt_session_state_t {
-        match self.phase.load(Ordering::Acquire) {
-            0 => GPTRT_SESSION_IDLE,
-            1 => GPTRT_SESSION_RUNNING,
-            2 => GPTRT_SESSION_FINISHED,
-            _ => GPTRT_SESSION_FAILED,
-        }
-    }
-
-    /// Mark a generation as running (`GPTRT_ERROR_BUSY` when one is) and return its cancel token.
-    /// With `job`, hand it to the worker in the same step.
-    fn begin(
-        &self,
-        job: Option<(String, GenerationConfig, Vec<SamplerSpec>)>,
-    ) -> Result<CancelToken, Failure> {
-        let mut stream = self.lock();
-        if self.phase() == GPTRT_SESSION_RUNNING {
-            return Err(busy());
-        }
-        stream.text.clear();
-        stream.text_read = 0;
-        stream.ids.clear();
-        stream.ids_read = 0;
-        stream.outcome = None;
-        stream.cancel = CancelToken::new();
-        let cancel = stream.cancel.clone();
-        if let Some((prompt, config, samplers)) = job {
-            stream.job = Some(Job {
-                prompt,
-                config,
-                samplers,
-                cancel: cancel.clone(),
-            });
-            self.wake.notify_one();
-        }
-        self.phase
-            .store(GPTRT_SESSION_RUNNING as i32, Ordering::Release);
-        Ok(cancel)
-    }
-
-    /// Queue a streamed token's text and id for the poll functions.
-    pub(crate) fn push_token(&self, event: &TokenEvent<'_>) {
-        let mut stream = self.lock();
-        stream.text.push_str(event.text);
-        stream.ids.push(event.token_id);
-    }
-
-    /// Store a generation's outcome. `queue`: also queue its text and ids for the poll functions
-    /// (when they were not streamed token by token).
-    pub(crate) fn finish(&self, outcome: Result<Generation, Failure>, queue: bool) {
-        let mut stream = self.lock();
-        let phase = match &outcome {
-            Ok(generation) => {
-                if queue {
-                    stream.text.push_str(&generation.text);
-                    stream.ids.extend_from_slice(&generation.token_ids);
-                }
-                GPTRT_SESSION_FINISHED
-            }
-            Err(_) => GPTRT_SESSION_FAILED,
-        };
-        stream.outcome = Some(outcome);
-        self.phase.store(phase as i32, Ordering::Release);
-        drop(stream);
-        self.finished.notify_all();
-    }
-}
-
-/// Marks the generation failed if the code running it unwinds before storing an outcome, so a
-/// session never stays "running" forever.
-struct FinishGuard<'a> {
-    shared: &'a Shared,
-    armed: bool,
-}
-
-impl Drop for FinishGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.finish(
-                Err(Failure::new(
-                    GPTRT_ERROR_PANIC,
-                    "the generation panicked (a gptrt bug; please report it)",
-                )),
-                false,
-            );
-        }
-    }
-}
-
-fn busy() -> Failure {
-    Failure::new(
-        GPTRT_ERROR_BUSY,
-        "a generation is running on this session: poll it to the end, wait for it, or cancel it",
-    )
-}
-
 /// The object behind a `gptrt_session_t`.
-pub(crate) struct Session {
-    model: Arc<Model>,
-    shared: Arc<Shared>,
-    /// The session's own worker; `None` for a batched session, whose generations run on its
-    /// batcher's.
-    worker: Option<JoinHandle<()>>,
-    /// Whether the worker is inside a plugin's code.
-    calls: PluginCallWatch,
-    batcher: Option<Arc<Batcher>>,
-    /// Plugin samplers put in the chain of every generation.
-    samplers: Mutex<Vec<SamplerSpec>>,
+pub(crate) type Session = gptrt::Session;
+
+fn state_code(state: SessionState) -> gptrt_session_state_t {
+    match state {
+        SessionState::Idle => GPTRT_SESSION_IDLE,
+        SessionState::Running => GPTRT_SESSION_RUNNING,
+        SessionState::Finished => GPTRT_SESSION_FINISHED,
+        SessionState::Failed => GPTRT_SESSION_FAILED,
+    }
 }
 
-impl Session {
-    pub(crate) fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
-
-    fn samplers(&self) -> Vec<SamplerSpec> {
-        self.samplers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn change_samplers(&self, change: impl FnOnce(&mut Vec<SamplerSpec>)) -> Result<(), Failure> {
-        if self.shared.phase() == GPTRT_SESSION_RUNNING {
-            return Err(busy());
+/// A generation's own failure as the call that ran (or waited for) it returns it: its status and
+/// its message as they were.
+fn generation_failure(error: gptrt::Error) -> Failure {
+    match error {
+        gptrt::Error::GenerationFailed(failed) => {
+            Failure::new(status_of(&failed), failed.to_string())
         }
-        change(
-            &mut self
-                .samplers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        Ok(())
-    }
-
-    pub(crate) fn add_sampler(&self, spec: SamplerSpec) -> Result<(), Failure> {
-        self.change_samplers(|list| list.push(spec))
-    }
-
-    pub(crate) fn clear_samplers(&self) -> Result<(), Failure> {
-        self.change_samplers(Vec::clear)
+        other => Failure::from(other),
     }
 }
 
-/// How long `gptrt_session_free` waits for a plugin call in progress to return before it
-/// detaches the worker. Ordinary calls take microseconds; one this long may never return.
-const PLUGIN_CALL_GRACE: Duration = Duration::from_millis(500);
-
-impl Drop for Session {
-    /// Freeing a session cancels its generation and waits for the worker to see it (at most the
-    /// forward pass in progress) and exit, unless the worker is stuck in a plugin call: then it
-    /// is detached (see `gptrt_session_free`).
-    fn drop(&mut self) {
-        let mut stream = self.shared.lock();
-        stream.shutdown = true;
-        stream.cancel.cancel();
-        self.shared.wake.notify_all();
-        let Some(worker) = self.worker.take() else {
-            return;
-        };
-        let mut in_call_since: Option<Instant> = None;
-        while !stream.worker_exited {
-            if self.calls.in_call() {
-                let since = *in_call_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= PLUGIN_CALL_GRACE {
-                    // Detached: the worker owns what it uses (model, shared state, plugin
-                    // instances) and frees it when the plugin returns and it exits.
-                    return;
-                }
-            } else {
-                in_call_since = None;
-            }
-            // The worker signals its exit; the timeout only lets this loop see a plugin call.
-            stream = self
-                .shared
-                .finished
-                .wait_timeout(stream, Duration::from_millis(10))
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        drop(stream);
-        // The worker catches its own panics; a join error cannot carry anything new.
-        let _ = worker.join();
-    }
-}
-
-/// Tells a session's owner that its worker has returned, however it returns.
-struct ExitSignal(Arc<Shared>);
-
-impl Drop for ExitSignal {
-    fn drop(&mut self) {
-        self.0.lock().worker_exited = true;
-        self.0.finished.notify_all();
-    }
-}
-
-/// Make the calling (worker) thread yield to the host's threads: on Linux, `SCHED_BATCH`, the
-/// normal time-sharing policy minus wake-up preemption, so a worker that wakes up (a new job, the
-/// model free again) never interrupts the host's frame thread in the middle of its frame; it still
-/// gets its fair share of the CPU.
-pub(crate) fn yield_to_host_threads() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter struct;
-        // failure leaves the policy unchanged, which is harmless.
-        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-    }
-}
-
-/// Start a worker thread named `gptrt-{owner}` (a session's or a batcher's).
-pub(crate) fn spawn_worker(
-    owner: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>, Failure> {
-    std::thread::Builder::new()
-        .name(format!("gptrt-{owner}"))
-        .spawn(body)
-        .map_err(|e| {
-            Failure::new(
-                GPTRT_ERROR_INTERNAL,
-                format!("could not start the {owner}'s worker thread: {e}"),
-            )
-        })
-}
-
-/// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
-fn worker_main(model: Arc<Model>, shared: Arc<Shared>, calls: PluginCallWatch) {
-    let _exit = ExitSignal(shared.clone());
-    calls.watch_this_thread();
-    yield_to_host_threads();
-    loop {
-        let job = {
-            let mut stream = shared.lock();
-            loop {
-                if stream.shutdown {
-                    return;
-                }
-                if let Some(job) = stream.job.take() {
-                    break job;
-                }
-                stream = shared
-                    .wake
-                    .wait(stream)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-        };
-        let mut guard = FinishGuard {
-            shared: &shared,
-            armed: true,
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut on_token = |event: &TokenEvent<'_>| -> bool {
-                shared.push_token(event);
-                true
-            };
-            let ids = model.tokenizer().encode(&job.prompt)?;
-            run(
-                &model,
-                ids,
-                &job.config,
-                &job.samplers,
-                job.cancel,
-                &mut on_token,
-            )
-        }))
-        .unwrap_or_else(|payload| {
-            Err(Failure::new(
-                GPTRT_ERROR_PANIC,
-                format!(
-                    "the generation panicked (a gptrt bug; please report it): {}",
-                    panic_message(payload.as_ref())
-                ),
-            ))
-        });
-        guard.armed = false;
-        match outcome {
-            Ok((generation, streamed)) => shared.finish(Ok(generation), !streamed),
-            Err(failure) => shared.finish(Err(failure), false),
-        }
-    }
-}
-
-/// The config a generation runs with, checked for what a session cannot do.
+/// The config a generation runs with: the options, or the model's `generation_config.json`.
 fn session_config(
     model: &Model,
     options: *const gptrt_generation_options_t,
 ) -> Result<GenerationConfig, Failure> {
-    let config = if options.is_null() {
+    Ok(if options.is_null() {
         model.generation_config().clone()
     } else {
         handles::get(options, "options")?.lock().clone()
-    };
-    if config.num_return_sequences > 1 {
-        return Err(Failure::new(
-            GPTRT_ERROR_INVALID_OPTION,
-            format!(
-                "invalid generation option `num_return_sequences`: a session generates one \
-                 sequence, {} were asked for (use one session per sequence)",
-                config.num_return_sequences
-            ),
-        ));
-    }
-    Ok(config)
-}
-
-/// Run one generation. Returns the result and whether its tokens went through `on_token` (beam
-/// search does not stream).
-fn run(
-    model: &Arc<Model>,
-    ids: Vec<u32>,
-    config: &GenerationConfig,
-    samplers: &[SamplerSpec],
-    cancel: CancelToken,
-    on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
-) -> Result<(Generation, bool), Failure> {
-    if config.num_beams > 1 && !samplers.is_empty() {
-        return Err(Failure::new(
-            GPTRT_ERROR_INVALID_OPTION,
-            "plugin samplers cannot run in beam search (num_beams > 1)",
-        ));
-    }
-    if config.num_beams > 1 {
-        let mut results = model.generate_ids(vec![ids], config, &mut |_| true)?;
-        return Ok((take_first(&mut results)?, false));
-    }
-    let mut generator = Generator::new(model, vec![ids], config)?;
-    for row in generator.row_ids() {
-        for spec in samplers {
-            generator.add_sampler(row, Box::new(spec.instantiate(model)?))?;
-        }
-    }
-    generator.set_cancel_token(cancel);
-    generator.run(on_token)?;
-    let mut results = generator.into_generations();
-    Ok((take_first(&mut results)?, true))
-}
-
-fn take_first(results: &mut Vec<Generation>) -> Result<Generation, Failure> {
-    if results.is_empty() {
-        return Err(Failure::new(
-            GPTRT_ERROR_INTERNAL,
-            "the generation returned no sequence",
-        ));
-    }
-    Ok(results.swap_remove(0))
+    })
 }
 
 /// Make a session over `model`. On success `*out_session` receives a new handle to release with
@@ -532,33 +157,10 @@ pub unsafe extern "C" fn gptrt_session_new(
     boundary("gptrt_session_new", || {
         check_out(out_session, "out_session")?;
         let model = handles::get(model, "model")?;
-        let shared = new_shared();
-        let calls = PluginCallWatch::new();
-        let worker = {
-            let (model, shared, calls) = (model.clone(), shared.clone(), calls.clone());
-            spawn_worker("session", move || worker_main(model, shared, calls))?
-        };
-        let session = Session {
-            model,
-            shared,
-            worker: Some(worker),
-            calls,
-            batcher: None,
-            samplers: Mutex::new(Vec::new()),
-        };
-        let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
+        let handle = handles::insert::<gptrt_session_t>(Arc::new(gptrt::Session::new(model)?));
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_session, handle) };
         Ok(())
-    })
-}
-
-fn new_shared() -> Arc<Shared> {
-    Arc::new(Shared {
-        stream: Mutex::new(Stream::default()),
-        phase: AtomicI32::new(GPTRT_SESSION_IDLE as i32),
-        finished: Condvar::new(),
-        wake: Condvar::new(),
     })
 }
 
@@ -581,14 +183,7 @@ pub unsafe extern "C" fn gptrt_session_new_batched(
     boundary("gptrt_session_new_batched", || {
         check_out(out_session, "out_session")?;
         let batcher = handles::get(batcher, "batcher")?;
-        let session = Session {
-            model: batcher.model().clone(),
-            shared: new_shared(),
-            worker: None,
-            calls: PluginCallWatch::new(),
-            batcher: Some(batcher),
-            samplers: Mutex::new(Vec::new()),
-        };
+        let session = gptrt::Session::new_batched(&batcher);
         let handle = handles::insert::<gptrt_session_t>(Arc::new(session));
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_session, handle) };
@@ -641,14 +236,7 @@ pub unsafe extern "C" fn gptrt_session_generate(
         let session = handles::get(session, "session")?;
         // SAFETY: per this function's contract.
         let prompt = unsafe { read_str(prompt, "prompt")? };
-        let config = session_config(&session.model, options)?;
-        let shared = &session.shared;
-        let cancel = shared.begin(None)?;
-        let samplers = session.samplers();
-        let mut guard = FinishGuard {
-            shared,
-            armed: true,
-        };
+        let config = session_config(session.model(), options)?;
         let mut text = Vec::new();
         let mut index = 0usize;
         let mut on_token = |event: &TokenEvent<'_>| -> bool {
@@ -670,25 +258,9 @@ pub unsafe extern "C" fn gptrt_session_generate(
             // the event and its text outlive the call.
             unsafe { callback(user_data, &c_event) }
         };
-        let outcome = session
-            .model
-            .tokenizer()
-            .encode(prompt)
-            .map_err(Failure::from)
-            .and_then(|ids| {
-                run(
-                    &session.model,
-                    ids,
-                    &config,
-                    &samplers,
-                    cancel,
-                    &mut on_token,
-                )
-            });
-        guard.armed = false;
-        let status = outcome.as_ref().map(|_| ()).map_err(Failure::clone);
-        shared.finish(outcome.map(|(generation, _)| generation), false);
-        status
+        session
+            .generate(prompt, &config, &mut on_token)
+            .map_err(generation_failure)
     })
 }
 
@@ -719,49 +291,12 @@ pub unsafe extern "C" fn gptrt_session_start(
         let session = handles::get(session, "session")?;
         // SAFETY: per this function's contract.
         let prompt = unsafe { read_str(prompt, "prompt")? };
-        if session.shared.phase() == GPTRT_SESSION_RUNNING {
-            return Err(busy());
+        if session.state() == SessionState::Running {
+            return Err(gptrt::Error::Busy.into());
         }
-        let config = session_config(&session.model, options)?;
-        let samplers = session.samplers();
-        if session.batcher.is_some() {
-            check_batchable(&config, !samplers.is_empty())?;
-        }
-        // Check the options (and the token ids they name) here; the prompt is tokenized by the
-        // worker, so a long prompt costs the caller nothing.
-        if config.num_beams > 1 {
-            config.validate()?;
-        } else {
-            drop(Generator::new(&session.model, vec![Vec::new()], &config)?);
-        }
-        match &session.batcher {
-            Some(batcher) => {
-                let cancel = session.shared.begin(None)?;
-                let job = Job {
-                    prompt: prompt.to_string(),
-                    config,
-                    samplers,
-                    cancel,
-                };
-                batcher.submit(session.shared.clone(), job);
-            }
-            None => {
-                session
-                    .shared
-                    .begin(Some((prompt.to_string(), config, samplers)))?;
-            }
-        }
-        Ok(())
+        let config = session_config(session.model(), options)?;
+        Ok(session.start(prompt, &config)?)
     })
-}
-
-/// What the poll functions report: RUNNING until the generation has ended and its last output was
-/// taken from this queue.
-fn poll_state(phase: gptrt_session_state_t, drained: bool) -> gptrt_session_state_t {
-    match phase {
-        GPTRT_SESSION_FINISHED | GPTRT_SESSION_FAILED if !drained => GPTRT_SESSION_RUNNING,
-        other => other,
-    }
 }
 
 /// Take the text generated since the last poll, without waiting for the worker, whatever it
@@ -795,54 +330,28 @@ pub unsafe extern "C" fn gptrt_session_poll(
             return Err(Failure::null("buffer"));
         }
         let session = handles::get(session, "session")?;
-        let shared = &session.shared;
-        let (len, state) = match shared.stream.try_lock() {
-            Ok(mut stream) => take_text(&mut stream, shared.phase(), buffer, capacity),
-            Err(TryLockError::Poisoned(poisoned)) => {
-                take_text(&mut poisoned.into_inner(), shared.phase(), buffer, capacity)
-            }
-            // The worker is pushing a token this very moment: it will be there next frame.
-            Err(TryLockError::WouldBlock) => {
-                if capacity > 0 {
-                    // SAFETY: `buffer` is valid for `capacity >= 1` bytes.
-                    unsafe { buffer.write(0) };
+        if capacity > 0 {
+            // SAFETY: `buffer` is valid for `capacity >= 1` bytes; nothing ready reads as "".
+            unsafe { buffer.write(0) };
+        }
+        let mut len = 0;
+        let state = session.poll_with(capacity.saturating_sub(1), |ready| {
+            if capacity > 0 {
+                len = ready.len();
+                // SAFETY: `buffer` is valid for `capacity > len` bytes (checked non-NULL above).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ready.as_ptr(), buffer.cast::<u8>(), len);
+                    buffer.add(len).write(0);
                 }
-                (0, poll_state(shared.phase(), false))
             }
-        };
+        });
         // SAFETY: checked non-NULL.
         unsafe {
             write_out(out_len, len);
-            write_out(out_state, state);
+            write_out(out_state, state_code(state));
         }
         Ok(())
     })
-}
-
-fn take_text(
-    stream: &mut Stream,
-    phase: gptrt_session_state_t,
-    buffer: *mut c_char,
-    capacity: usize,
-) -> (usize, gptrt_session_state_t) {
-    let mut len = 0;
-    if capacity > 0 {
-        let ready = char_prefix(&stream.text[stream.text_read..], capacity - 1);
-        len = ready.len();
-        // SAFETY: `buffer` is valid for `capacity > len` bytes (checked non-NULL by the caller).
-        unsafe {
-            std::ptr::copy_nonoverlapping(ready.as_ptr(), buffer.cast::<u8>(), len);
-            buffer.add(len).write(0);
-        }
-        stream.text_read += len;
-        if stream.text_read == stream.text.len() {
-            // Keep the allocation for the next tokens.
-            stream.text.clear();
-            stream.text_read = 0;
-        }
-    }
-    let drained = stream.text_read == stream.text.len();
-    (len, poll_state(phase, drained))
 }
 
 /// Take the token ids generated since the last `gptrt_session_poll_tokens`, without waiting (as
@@ -870,31 +379,18 @@ pub unsafe extern "C" fn gptrt_session_poll_tokens(
             return Err(Failure::null("ids"));
         }
         let session = handles::get(session, "session")?;
-        let shared = &session.shared;
-        let take = |stream: &mut Stream| {
-            let ready = &stream.ids[stream.ids_read..];
-            let count = ready.len().min(capacity);
+        let mut count = 0;
+        let state = session.poll_tokens_with(capacity, |ready| {
+            count = ready.len();
             if count > 0 {
                 // SAFETY: `ids` is valid for `capacity >= count` ids.
                 unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), ids, count) };
             }
-            stream.ids_read += count;
-            if stream.ids_read == stream.ids.len() {
-                stream.ids.clear();
-                stream.ids_read = 0;
-            }
-            let drained = stream.ids_read == stream.ids.len();
-            (count, poll_state(shared.phase(), drained))
-        };
-        let (count, state) = match shared.stream.try_lock() {
-            Ok(mut stream) => take(&mut stream),
-            Err(TryLockError::Poisoned(poisoned)) => take(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => (0, poll_state(shared.phase(), false)),
-        };
+        });
         // SAFETY: checked non-NULL.
         unsafe {
             write_out(out_count, count);
-            write_out(out_state, state);
+            write_out(out_state, state_code(state));
         }
         Ok(())
     })
@@ -915,7 +411,7 @@ pub unsafe extern "C" fn gptrt_session_state(
         check_out(out_state, "out_state")?;
         let session = handles::get(session, "session")?;
         // SAFETY: checked non-NULL.
-        unsafe { write_out(out_state, session.shared.phase()) };
+        unsafe { write_out(out_state, state_code(session.state())) };
         Ok(())
     })
 }
@@ -928,8 +424,7 @@ pub unsafe extern "C" fn gptrt_session_state(
 #[no_mangle]
 pub extern "C" fn gptrt_session_cancel(session: *const gptrt_session_t) -> gptrt_status_t {
     boundary("gptrt_session_cancel", || {
-        let session = handles::get(session, "session")?;
-        session.shared.lock().cancel.cancel();
+        handles::get(session, "session")?.cancel();
         Ok(())
     })
 }
@@ -941,21 +436,9 @@ pub extern "C" fn gptrt_session_cancel(session: *const gptrt_session_t) -> gptrt
 #[no_mangle]
 pub extern "C" fn gptrt_session_wait(session: *const gptrt_session_t) -> gptrt_status_t {
     boundary("gptrt_session_wait", || {
-        let session = handles::get(session, "session")?;
-        let shared = &session.shared;
-        let mut stream = shared.lock();
-        while shared.phase() == GPTRT_SESSION_RUNNING {
-            stream = shared
-                .finished
-                .wait(stream)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-        let outcome = match &stream.outcome {
-            Some(Err(failure)) => Err(failure.clone()),
-            _ => Ok(()),
-        };
-        drop(stream);
-        outcome
+        handles::get(session, "session")?
+            .wait()
+            .map_err(generation_failure)
     })
 }
 
@@ -965,19 +448,7 @@ fn with_result(
     read: impl FnOnce(&Generation, &Model) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let session = handles::get(session, "session")?;
-    let stream = session.shared.lock();
-    match (session.shared.phase(), &stream.outcome) {
-        (GPTRT_SESSION_RUNNING, _) => Err(busy()),
-        (_, Some(Ok(generation))) => read(generation, &session.model),
-        (_, Some(Err(failure))) => Err(Failure::new(
-            failure.status,
-            format!("the generation failed: {}", failure.message),
-        )),
-        (_, None) => Err(Failure::new(
-            GPTRT_ERROR_INVALID_STATE,
-            "no generation has run on this session yet",
-        )),
-    }
+    session.with_result(|generation| read(generation, session.model()))?
 }
 
 /// The generated text of the last generation (special tokens left out), copied into `buffer` with

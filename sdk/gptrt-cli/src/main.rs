@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use generation_flags::GenerationFlags;
 use gptrt::{
-    Allowlist, GenerationConfig, Generator, Model, PluginHost, Runtime, RuntimeOptions, Tokenizer,
+    Allowlist, GenerationConfig, Generator, Model, PluginHost, Runtime, RuntimeOptions,
+    SamplerSpec, Tokenizer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -441,20 +442,9 @@ fn prepare_generation<'m>(
     }
     let mut generator = Generator::new(model, vec![ids], config).map_err(|e| e.to_string())?;
     if let (Some(host), false) = (host, samplers.is_empty()) {
-        for row in generator.row_ids() {
-            for spec in samplers {
-                let (id, plugin_config) = match spec.split_once(':') {
-                    Some((id, json)) => (id, Some(json)),
-                    None => (spec.as_str(), None),
-                };
-                let sampler = host
-                    .sampler(id, plugin_config, Some(model.clone()))
-                    .map_err(|e| e.to_string())?;
-                generator
-                    .add_sampler(row, Box::new(sampler))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
+        let specs: Vec<SamplerSpec> = samplers.iter().map(|s| SamplerSpec::parse(s)).collect();
+        gptrt::plugin::add_samplers(host, &specs, model, &mut generator)
+            .map_err(|e| e.to_string())?;
     }
     Ok(PreparedGeneration::Rows(Box::new(generator)))
 }

@@ -26,9 +26,10 @@ pub enum Error {
         /// Why it is refused, with the bound.
         message: String,
     },
-    /// An internal invariant of gptrt failed (a KV cache of the wrong shape for its batch, say): a
-    /// bug in gptrt, not in the input. Please report it with the message.
-    #[error("internal error in {context}: {message} (a bug in gptrt; please report it)")]
+    /// Something inside gptrt went wrong that no input explains: an internal invariant that failed
+    /// (a KV cache of the wrong shape for its batch: a bug, please report it), a worker thread
+    /// that could not start, a batcher freed under a generation.
+    #[error("internal error in {context}: {message}")]
     Internal {
         /// What the SDK was doing.
         context: &'static str,
@@ -142,6 +143,27 @@ pub enum Error {
         /// The plugin (id, version and library, or the library path).
         plugin: String,
         /// The fault.
+        message: String,
+    },
+    /// A session is running a generation: the call needs it idle or finished.
+    #[error(
+        "a generation is running on this session: poll it to the end, wait for it, or cancel it"
+    )]
+    Busy,
+    /// The call does not fit the object's state (a session's result before any generation ran).
+    #[error("{message}")]
+    InvalidState {
+        /// What the state is and what the call needed.
+        message: String,
+    },
+    /// A generation that ran on a session (or a batcher) failed; the session's result functions
+    /// return this. Shared, because every reader of the result gets the same failure.
+    #[error("the generation failed: {0}")]
+    GenerationFailed(std::sync::Arc<Error>),
+    /// A bug in gptrt: a panic caught on a worker thread.
+    #[error("{message}")]
+    Panic {
+        /// Where it happened and the panic's message.
         message: String,
     },
     /// A file could not be read.

@@ -33,7 +33,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod beam;
+mod batch;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -46,9 +46,12 @@ pub mod plugin;
 pub mod provider;
 pub mod runtime;
 pub mod sampling;
+pub mod session;
 pub mod tasks;
 pub mod tokenizer;
+mod worker;
 
+pub use batch::{Batcher, BatcherStats};
 pub use config::{EarlyStopping, GenerationConfig, ModelConfig, StopStrings, TokenIds};
 pub use error::{Error, Result};
 pub use generate::{
@@ -57,9 +60,11 @@ pub use generate::{
 pub use layout::{Layout, Signature, TensorInfo};
 pub use model::{Model, ModelBytes};
 pub use plugin::{
-    Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, TaskHead,
+    Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, SamplerSpec,
+    SharedPluginHost, TaskHead,
 };
 pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
+pub use session::{Session, SessionState};
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -15,6 +15,9 @@ mod open;
 
 pub use calls::PluginCallWatch;
 
+mod samplers;
+pub use samplers::{add_samplers, SamplerSpec, SharedPluginHost};
+
 mod host_model;
 
 use crate::config::GenerationConfig;

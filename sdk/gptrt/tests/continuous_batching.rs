@@ -91,3 +91,50 @@ fn sequences_join_and_leave_a_running_batch_with_unchanged_results() {
         }
     }
 }
+
+#[test]
+fn max_time_and_logprobs_are_per_row() {
+    let model = load("single");
+    let prompt = model.tokenizer().encode("Once upon a time").unwrap();
+    let alone = model
+        .generate_ids(vec![prompt.clone()], &greedy(10), &mut |_| true)
+        .unwrap()
+        .remove(0);
+    // The batch's first row has a time limit no forward pass can meet.
+    let hurried = gptrt::GenerationConfig {
+        max_time: Some(1e-9),
+        ..greedy(10)
+    };
+    let mut generator = Generator::new(&model, vec![prompt.clone()], &hurried).unwrap();
+    generator.step(&mut |_| true).unwrap();
+    // A row that joins it has no time limit and asks for the top 3 alternatives per token.
+    let steady = gptrt::GenerationConfig {
+        logprobs: Some(3),
+        ..greedy(10)
+    };
+    let late = generator
+        .join(prompt.clone(), &steady, &mut |_| true)
+        .unwrap();
+    let mut results = std::collections::BTreeMap::new();
+    while !generator.is_empty() {
+        generator.step(&mut |_| true).unwrap();
+        results.extend(generator.retire().unwrap());
+    }
+    let first = &results[&0];
+    assert_eq!(first.stop_reason, gptrt::StopReason::MaxTime);
+    assert_eq!(
+        first.token_ids,
+        alone.token_ids[..1],
+        "its first token, then out of time"
+    );
+    assert!(first.logprobs.is_none(), "logprobs only where asked for");
+    let steady = &results[&late];
+    assert_eq!(steady.token_ids, alone.token_ids, "the batch mate goes on");
+    assert_eq!(steady.stop_reason, alone.stop_reason);
+    let logprobs = steady.logprobs.as_ref().expect("logprobs asked for");
+    assert_eq!(logprobs.len(), steady.token_ids.len(), "one per token");
+    for (entry, &id) in logprobs.iter().zip(&steady.token_ids) {
+        assert_eq!(entry.token_id, id);
+        assert_eq!(entry.top.len(), 3);
+    }
+}

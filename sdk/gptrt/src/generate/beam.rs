@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
+use super::prepare::prepare_prompts;
+use super::{Generation, GenerationStats, StopReason};
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::Result;
-use crate::generate::{prepare_prompts, Generation, GenerationStats, StopReason};
 use crate::graph::StepInput;
 use crate::kv::KvCache;
 use crate::model::Model;

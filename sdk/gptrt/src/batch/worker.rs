@@ -1,0 +1,178 @@
+//! The batcher's worker thread: admits queued generations into the running batch, steps it, and
+//! hands the stopped rows' results to their sessions.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::generate::{CancelToken, Generator, StopReason, TokenEvent};
+use crate::model::Model;
+use crate::worker::{panicked, yield_to_host_threads};
+
+use super::{lock, BatchJob, BatcherStats, Inner, Member};
+
+/// A row of the batch: whose it is and how to stop it.
+struct Row {
+    member: Arc<dyn Member>,
+    cancel: CancelToken,
+}
+
+/// Route a token to its session; `false` stops a row whose session was cancelled or dropped.
+fn deliver(row: &Row, event: &TokenEvent<'_>, stats: &mut BatcherStats) -> bool {
+    stats.tokens += 1;
+    row.member.push_token(event);
+    !row.cancel.is_cancelled()
+}
+
+pub(super) fn batcher_main(model: Arc<Model>, inner: Arc<Inner>) {
+    yield_to_host_threads();
+    let mut generator: Option<Generator<'_>> = None;
+    let mut rows: HashMap<usize, Row> = HashMap::new();
+    loop {
+        let (jobs, shutdown) = {
+            let mut queue = lock(&inner.queue);
+            while !queue.shutdown && queue.pending.is_empty() && rows.is_empty() {
+                queue = inner
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            (std::mem::take(&mut queue.pending), queue.shutdown)
+        };
+        if shutdown {
+            let freed = Arc::new(freed());
+            for job in jobs {
+                job.cancel.cancel();
+                job.member.finish(Err(freed.clone()));
+            }
+            for row in rows.into_values() {
+                row.member.finish(Err(freed.clone()));
+            }
+            return;
+        }
+        let mut stats = *lock(&inner.stats);
+        for job in jobs {
+            admit(&model, &mut generator, &mut rows, job, &mut stats);
+        }
+        if let Some(batch) = generator.as_mut().filter(|g| !g.is_empty()) {
+            let width = batch.len();
+            let stepped = catch_unwind(AssertUnwindSafe(|| {
+                batch.step(&mut |event| match rows.get(&event.row) {
+                    Some(row) => deliver(row, event, &mut stats),
+                    None => false,
+                })
+            }));
+            stats.forward_passes += 1;
+            stats.rows_stepped += width as u64;
+            stats.max_rows = stats.max_rows.max(width);
+            let failure = match stepped {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => Some(error),
+                Err(payload) => Some(panicked("the batched generation", payload.as_ref())),
+            };
+            match failure {
+                Some(error) => fail_batch(&mut generator, &mut rows, error),
+                None => retire(&mut generator, &mut rows),
+            }
+        }
+        if generator.as_ref().is_some_and(Generator::is_empty) {
+            // Empty: the next generation starts a fresh batch.
+            generator = None;
+        }
+        *lock(&inner.stats) = stats;
+    }
+}
+
+fn freed() -> Error {
+    Error::Internal {
+        context: "the batcher",
+        message: "the batcher was freed while this generation was queued or running".to_string(),
+    }
+}
+
+/// Put a queued generation into the batch: the first one makes the batch, later ones join it.
+fn admit<'m>(
+    model: &'m Arc<Model>,
+    generator: &mut Option<Generator<'m>>,
+    rows: &mut HashMap<usize, Row>,
+    job: BatchJob,
+    stats: &mut BatcherStats,
+) {
+    let row = Row {
+        member: job.member,
+        cancel: job.cancel,
+    };
+    let tokens_before = stats.tokens;
+    let admitted = catch_unwind(AssertUnwindSafe(|| -> Result<usize> {
+        let ids = model.tokenizer().encode(&job.prompt)?;
+        match generator {
+            None => {
+                let batch = Generator::new(model, vec![ids], &job.config)?;
+                let id = batch
+                    .row_ids()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::Internal {
+                        context: "the batcher",
+                        message: "a new batch came without its row".to_string(),
+                    })?;
+                *generator = Some(batch);
+                Ok(id)
+            }
+            // A running batch: the newcomer's prompt runs alone and its first token arrives
+            // before `join` returns its row id, so every token of that pass is the newcomer's.
+            Some(batch) => batch.join(ids, &job.config, &mut |event| deliver(&row, event, stats)),
+        }
+    }))
+    .unwrap_or_else(|payload| {
+        Err(panicked(
+            "starting the batched generation",
+            payload.as_ref(),
+        ))
+    });
+    stats.generations += 1;
+    if stats.tokens > tokens_before {
+        // The newcomer's prompt had a forward pass of its own.
+        stats.forward_passes += 1;
+        stats.rows_stepped += 1;
+        stats.max_rows = stats.max_rows.max(1);
+    }
+    match admitted {
+        Ok(id) => {
+            rows.insert(id, row);
+        }
+        Err(error) => row.member.finish(Err(Arc::new(error))),
+    }
+}
+
+/// Hand the stopped rows' results to their sessions.
+fn retire(generator: &mut Option<Generator<'_>>, rows: &mut HashMap<usize, Row>) {
+    let Some(batch) = generator.as_mut() else {
+        return;
+    };
+    match batch.retire() {
+        Ok(done) => {
+            for (id, mut generation) in done {
+                let Some(row) = rows.remove(&id) else {
+                    continue;
+                };
+                if generation.stop_reason == StopReason::Callback && row.cancel.is_cancelled() {
+                    generation.stop_reason = StopReason::Cancelled;
+                }
+                row.member.finish(Ok(generation));
+            }
+        }
+        Err(error) => fail_batch(generator, rows, error),
+    }
+}
+
+/// A failed forward pass (or retirement) fails every row of the batch; the next generation
+/// starts a fresh one.
+fn fail_batch(generator: &mut Option<Generator<'_>>, rows: &mut HashMap<usize, Row>, error: Error) {
+    *generator = None;
+    let error = Arc::new(error);
+    for row in std::mem::take(rows).into_values() {
+        row.member.finish(Err(error.clone()));
+    }
+}
