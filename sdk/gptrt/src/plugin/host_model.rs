@@ -7,7 +7,7 @@ use gptrt_plugin_api::{
     GPTRT_PLUGIN_ERROR, GPTRT_PLUGIN_INVALID_ARGUMENT, GPTRT_PLUGIN_OK, GPTRT_PLUGIN_UNSUPPORTED,
 };
 
-use super::{arg_slice, context, guarded};
+use super::host_api::{arg_slice, context, guarded};
 
 /// `GptrtHostApi::score_continuations`.
 pub(super) unsafe extern "C" fn host_score_continuations(
