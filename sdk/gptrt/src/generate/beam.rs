@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::graph::StepInput;
 use crate::kv::KvCache;
 use crate::model::Model;
-use crate::sampling::{is_allowed, log_sum_exp, SamplerChain, SamplerContext};
+use crate::sampling::{best_first, is_allowed, log_sum_exp, SamplerChain, SamplerContext};
 
 /// transformers' stand-in for minus infinity in beam bookkeeping.
 const NEG: f32 = -1.0e9;
@@ -133,11 +133,8 @@ impl Model {
             // The `keep` best continuations over all beams, best first.
             order.clear();
             order.extend(0..(beams * vocab) as u32);
-            let by_score = |a: &u32, b: &u32| {
-                scores[*b as usize]
-                    .total_cmp(&scores[*a as usize])
-                    .then(a.cmp(b))
-            };
+            let by_score =
+                |&a: &u32, &b: &u32| best_first((scores[a as usize], a), (scores[b as usize], b));
             order.select_nth_unstable_by(keep - 1, by_score);
             order.truncate(keep);
             order.sort_unstable_by(by_score);
@@ -172,7 +169,7 @@ impl Model {
             let mut next: Vec<usize> = (0..keep).collect();
             next.sort_by(|&a, &b| {
                 let score = |i: usize| candidates[i].2 + if candidates[i].3 { NEG } else { 0.0 };
-                score(b).total_cmp(&score(a)).then(a.cmp(&b))
+                best_first((score(a), a), (score(b), b))
             });
             next.truncate(beams);
             let sources: Vec<usize> = next.iter().map(|&i| candidates[i].0).collect();
@@ -221,7 +218,7 @@ impl Model {
                 });
             }
             let mut ranked: Vec<usize> = (0..merged.len()).collect();
-            ranked.sort_by(|&a, &b| merged[b].score.total_cmp(&merged[a].score).then(a.cmp(&b)));
+            ranked.sort_by(|&a, &b| best_first((merged[a].score, a), (merged[b].score, b)));
             ranked.truncate(beams);
             let mut slots: Vec<Option<Finished>> = merged.into_iter().map(Some).collect();
             finished = ranked.iter().filter_map(|&i| slots[i].take()).collect();

@@ -133,8 +133,8 @@ impl<'m> Generator<'m> {
             .rows
             .iter_mut()
             .find(|r| r.id == row)
-            .ok_or(Error::InvalidOption {
-                field: "row",
+            .ok_or(Error::InvalidArgument {
+                name: "row",
                 message: format!("row {row} does not exist"),
             })?;
         slot.chain = chain;
@@ -152,8 +152,8 @@ impl<'m> Generator<'m> {
             .rows
             .iter_mut()
             .find(|r| r.id == row)
-            .ok_or(Error::InvalidOption {
-                field: "row",
+            .ok_or(Error::InvalidArgument {
+                name: "row",
                 message: format!("row {row} does not exist"),
             })?;
         slot.chain.insert_before_selector(sampler);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::plugin::calls::{self, Limits};
-use crate::sampling::{log_sum_exp, SamplerChain, SamplerContext};
+use crate::sampling::{best_first, log_sum_exp, SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;
 
 use super::output::{Generation, GenerationStats, StopReason, TokenEvent, TokenLogprob};
@@ -201,11 +201,8 @@ pub(super) fn token_logprob(logits: &[f32], token: u32, n: usize) -> TokenLogpro
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(n);
     if n > 0 {
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        let by_logit = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
-                .then(a.cmp(b))
-        };
+        let by_logit =
+            |&a: &u32, &b: &u32| best_first((logits[a as usize], a), (logits[b as usize], b));
         let n = n.min(order.len());
         if n < order.len() {
             order.select_nth_unstable_by(n - 1, by_logit);

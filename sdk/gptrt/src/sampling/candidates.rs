@@ -27,10 +27,14 @@ pub struct Candidates {
     scratch: Vec<Candidate>,
 }
 
-/// The one order of candidates everywhere in gptrt (chain, greedy, beam search, logprobs):
-/// descending logit, the lower id first on ties.
+/// The one ranking everywhere in gptrt (the chain, greedy, beam search, logprobs): the higher
+/// score first, the lower id (or index) first on ties, as `torch.topk` orders them.
+pub(crate) fn best_first<I: Ord>(a: (f32, I), b: (f32, I)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
 fn by_logit_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
-    b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+    best_first((a.logit, a.id), (b.logit, b.id))
 }
 
 impl Candidates {

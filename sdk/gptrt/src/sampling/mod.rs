@@ -19,6 +19,7 @@ pub mod processors;
 pub mod selectors;
 pub mod warpers;
 
+pub(crate) use candidates::best_first;
 pub use candidates::{Candidate, Candidates};
 pub use chain::SamplerChain;
 pub use processors::{
