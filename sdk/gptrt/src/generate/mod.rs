@@ -1,6 +1,7 @@
 //! Generation: prompts in, tokens out, one forward pass per step with the KV cache.
 
 mod beam;
+pub(crate) mod calls;
 mod output;
 mod prepare;
 mod rows;
@@ -19,9 +20,9 @@ use crate::error::{Error, Result};
 use crate::graph::StepInput;
 use crate::kv::KvCache;
 use crate::model::Model;
-use crate::plugin::calls::{self, Limits};
 use crate::sampling::SamplerChain;
 use crate::tokenizer::StreamDecoder;
+use calls::Limits;
 
 use prepare::Prepared;
 use rows::{fresh_seed, select_row, Buffers, Row, StepFlags};

@@ -4,9 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::calls::{self, Limits};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::plugin::calls::{self, Limits};
 use crate::sampling::{best_first, log_sum_exp, SamplerChain, SamplerContext};
 use crate::tokenizer::StreamDecoder;
 

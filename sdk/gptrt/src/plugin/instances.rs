@@ -10,7 +10,8 @@ use crate::model::Model;
 use crate::sampling::{Candidates, Sampler, SamplerContext};
 
 use super::host_api::HostApi;
-use super::{calls, plugin_error, PluginInfo, Vtable};
+use super::{plugin_error, PluginInfo, Vtable};
+use crate::generate::calls;
 
 fn last_error(
     instance: *mut c_void,

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use gptrt_plugin_api::*;
 
-pub(crate) mod calls;
 mod open;
 
-pub use calls::PluginCallWatch;
+pub use crate::generate::calls::PluginCallWatch;
 
 mod samplers;
 pub use samplers::{add_samplers, SamplerSpec, SharedPluginHost};

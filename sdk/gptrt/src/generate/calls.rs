@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::generate::{CancelToken, StopReason};
+use super::{CancelToken, StopReason};
 
 /// When the generation running on a thread must stop.
 #[derive(Debug, Clone, Default)]
