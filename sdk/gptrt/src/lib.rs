@@ -27,6 +27,11 @@
 //! # }
 //! ```
 //!
+//! For hosts with a frame loop, a [`Session`] runs generations on its own worker thread (start,
+//! poll without waiting for a forward pass, cancel, wait), and a [`Batcher`] steps many sessions
+//! together in one continuously batched forward pass. Task heads build on
+//! [`Model::score_continuations`] (one context, many continuations, the context run once).
+//!
 //! The ONNX Runtime shared library is loaded at run time (see [`Runtime`] for where it is looked
 //! for); `scripts/setup.sh` installs it.
 
