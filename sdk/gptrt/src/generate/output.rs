@@ -17,7 +17,7 @@ pub enum StopReason {
     StopString,
     /// `max_time` ran out.
     MaxTime,
-    /// [`CancelToken::cancel`] was called.
+    /// [`CancelToken::cancel`](crate::generate::CancelToken::cancel) was called.
     Cancelled,
 }
 
