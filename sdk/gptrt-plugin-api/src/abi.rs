@@ -1,0 +1,297 @@
+//! The `#[repr(C)]` types and constants of the ABI, as `include/gptrt_plugin.h` declares them.
+
+use std::ffi::{c_char, c_void};
+
+/// ABI major version: a host refuses plugins of another major.
+pub const GPTRT_PLUGIN_ABI_MAJOR: u32 = 1;
+/// ABI minor version: grows when structs gain fields at their end. 1 added the host's
+/// `score_continuations` and `model_config_json`.
+pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 1;
+
+/// Success.
+pub const GPTRT_PLUGIN_OK: i32 = 0;
+/// Generic failure (see `last_error`).
+pub const GPTRT_PLUGIN_ERROR: i32 = 1;
+/// Bad arguments (config JSON, input JSON, NULL pointers).
+pub const GPTRT_PLUGIN_INVALID_ARGUMENT: i32 = 2;
+/// The Rust code of a plugin panicked; the panic was caught at the boundary.
+pub const GPTRT_PLUGIN_PANIC: i32 = 3;
+/// The host cannot do this (no model attached, capability missing).
+pub const GPTRT_PLUGIN_UNSUPPORTED: i32 = 4;
+/// A caller buffer is too small; the needed size was written.
+pub const GPTRT_PLUGIN_BUFFER_TOO_SMALL: i32 = 5;
+
+/// A major/minor version pair.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GptrtAbiVersion {
+    /// Incompatible changes.
+    pub major: u32,
+    /// Compatible additions.
+    pub minor: u32,
+}
+
+/// The ABI version this crate (and header) describes.
+pub const GPTRT_PLUGIN_ABI_VERSION: GptrtAbiVersion = GptrtAbiVersion {
+    major: GPTRT_PLUGIN_ABI_MAJOR,
+    minor: GPTRT_PLUGIN_ABI_MINOR,
+};
+
+/// What a plugin is.
+pub type GptrtPluginKind = u32;
+/// A link of the sampler chain.
+pub const GPTRT_PLUGIN_KIND_SAMPLER: GptrtPluginKind = 1;
+/// A task head: JSON in, JSON out, using the model through the host API.
+pub const GPTRT_PLUGIN_KIND_TASK_HEAD: GptrtPluginKind = 2;
+
+/// One candidate token (same layout as the host's own candidates: no copy crosses the boundary).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GptrtCandidate {
+    /// Token id.
+    pub id: u32,
+    /// Current logit.
+    pub logit: f32,
+    /// Probability, when `probs_valid`.
+    pub p: f32,
+}
+
+/// The candidates a sampler works on. A sampler may change logits and probabilities, reorder,
+/// shrink `size` (never grow it), and choose a token by setting `selected` to its index.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GptrtCandidates {
+    /// `sizeof(GptrtCandidates)`.
+    pub struct_size: usize,
+    /// The candidates.
+    pub data: *mut GptrtCandidate,
+    /// How many are valid.
+    pub size: usize,
+    /// Sorted by descending logit.
+    pub sorted: bool,
+    /// `p` holds a softmax of the current logits.
+    pub probs_valid: bool,
+    /// Index of the chosen candidate, or -1.
+    pub selected: i64,
+}
+
+/// What a sampler sees besides the candidates.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtSamplerContext {
+    /// `sizeof(GptrtSamplerContext)`.
+    pub struct_size: usize,
+    /// Prompt then generated tokens.
+    pub tokens: *const u32,
+    /// How many tokens.
+    pub n_tokens: usize,
+    /// How many of them are the prompt.
+    pub prompt_len: usize,
+    /// Length at which generation ends.
+    pub max_length: usize,
+    /// The model's vocabulary size.
+    pub vocab_size: usize,
+}
+
+/// Host services a plugin may call with the `host_data` it was given. Any slot may be NULL when the
+/// host cannot offer it (e.g. no model is attached while inspecting).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtHostApi {
+    /// `sizeof(GptrtHostApi)`.
+    pub struct_size: usize,
+    /// The host's ABI version.
+    pub abi: GptrtAbiVersion,
+    /// Opaque host pointer, first argument of every function below.
+    pub host_data: *mut c_void,
+    /// Log a message (level 0 error, 1 warning, 2 info, 3 debug).
+    pub log:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, level: i32, message: *const c_char)>,
+    /// Tokenize UTF-8 `text` into `ids` (capacity `capacity`); writes the count to `out_len` (the
+    /// needed count with `GPTRT_PLUGIN_BUFFER_TOO_SMALL`).
+    pub tokenize: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            text: *const c_char,
+            ids: *mut u32,
+            capacity: usize,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Detokenize into `text` (capacity bytes, NUL included); writes the byte count without NUL.
+    pub detokenize: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            ids: *const u32,
+            n_ids: usize,
+            text: *mut c_char,
+            capacity: usize,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Log-likelihood (natural log) of `continuation` after `context`.
+    pub score: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            context: *const u32,
+            n_context: usize,
+            continuation: *const u32,
+            n_continuation: usize,
+            out_logprob: *mut f64,
+        ) -> i32,
+    >,
+    /// Next-token logits after `ids` into `logits` (capacity floats); writes the vocabulary size.
+    pub forward_logits: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            ids: *const u32,
+            n_ids: usize,
+            logits: *mut f32,
+            capacity: usize,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Generate from a UTF-8 prompt with a Hugging Face generation config (JSON, may be NULL);
+    /// the text is returned in `*out_text`, to be released with `free_string`.
+    pub generate: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            prompt: *const c_char,
+            config_json: *const c_char,
+            out_text: *mut *mut c_char,
+        ) -> i32,
+    >,
+    /// Release a string the host returned.
+    pub free_string: Option<unsafe extern "C" fn(host_data: *mut c_void, text: *mut c_char)>,
+    /// Optional capabilities by string id (e.g. "org.gptrt.last_hidden_state"); NULL when absent.
+    pub get_capability:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, id: *const c_char) -> *const c_void>,
+    /// ABI 1.1: the log-likelihood of each of `n_continuations` continuations after one `context`,
+    /// with the context run through the model once. The continuations are stored back to back in
+    /// `ids`, continuation `i` being `lengths[i]` ids; `out_logprobs` receives `n_continuations`
+    /// values. Absent (NULL, or beyond a 1.0 host's `struct_size`): call `score` for each.
+    pub score_continuations: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            context: *const u32,
+            n_context: usize,
+            ids: *const u32,
+            lengths: *const usize,
+            n_continuations: usize,
+            out_logprobs: *mut f64,
+        ) -> i32,
+    >,
+    /// ABI 1.1: the model's `config.json` as the host read it (`n_layer`, `n_head`, `n_embd`,
+    /// `n_positions`, `vocab_size`, `eos_token_id`, `bos_token_id`), a JSON object in `*out_text`
+    /// to be released with `free_string`.
+    pub model_config_json:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, out_text: *mut *mut c_char) -> i32>,
+}
+
+/// The functions of a sampler plugin. Required: `create`, `destroy`, `apply`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtSamplerVtable {
+    /// `sizeof(GptrtSamplerVtable)`.
+    pub struct_size: usize,
+    /// Make an instance from a JSON config (may be NULL: defaults); writes it to `out_self`.
+    pub create: Option<
+        unsafe extern "C" fn(
+            host: *const GptrtHostApi,
+            config_json: *const c_char,
+            out_self: *mut *mut c_void,
+        ) -> i32,
+    >,
+    /// Free an instance.
+    pub destroy: Option<unsafe extern "C" fn(self_: *mut c_void)>,
+    /// Forget per-sequence state.
+    pub reset: Option<unsafe extern "C" fn(self_: *mut c_void)>,
+    /// Work on the candidates.
+    pub apply: Option<
+        unsafe extern "C" fn(
+            self_: *mut c_void,
+            candidates: *mut GptrtCandidates,
+            context: *const GptrtSamplerContext,
+        ) -> i32,
+    >,
+    /// Told which token the chain chose.
+    pub accept: Option<unsafe extern "C" fn(self_: *mut c_void, token: u32)>,
+    /// A message for the last failure of this instance (NULL when none); owned by the plugin.
+    pub last_error: Option<unsafe extern "C" fn(self_: *mut c_void) -> *const c_char>,
+}
+
+/// The functions of a task-head plugin. Required: `create`, `destroy`, `run`, `free_string`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtTaskHeadVtable {
+    /// `sizeof(GptrtTaskHeadVtable)`.
+    pub struct_size: usize,
+    /// Make an instance from a JSON config (may be NULL); writes it to `out_self`.
+    pub create: Option<
+        unsafe extern "C" fn(
+            host: *const GptrtHostApi,
+            config_json: *const c_char,
+            out_self: *mut *mut c_void,
+        ) -> i32,
+    >,
+    /// Free an instance.
+    pub destroy: Option<unsafe extern "C" fn(self_: *mut c_void)>,
+    /// Run the task on UTF-8 JSON input; the JSON output (allocated by the plugin) goes to
+    /// `*out_json` and is released with `free_string`.
+    pub run: Option<
+        unsafe extern "C" fn(
+            self_: *mut c_void,
+            input_json: *const c_char,
+            out_json: *mut *mut c_char,
+        ) -> i32,
+    >,
+    /// Release a string `run` returned.
+    pub free_string: Option<unsafe extern "C" fn(self_: *mut c_void, text: *mut c_char)>,
+    /// A message for the last failure of this instance (NULL when none).
+    pub last_error: Option<unsafe extern "C" fn(self_: *mut c_void) -> *const c_char>,
+}
+
+/// One plugin offered by a library.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtPluginDescriptor {
+    /// `sizeof(GptrtPluginDescriptor)`.
+    pub struct_size: usize,
+    /// The ABI the plugin was built for.
+    pub abi: GptrtAbiVersion,
+    /// Reverse-domain id, e.g. "org.gptrt.mirostat" (UTF-8, NUL-terminated).
+    pub id: *const c_char,
+    /// Human-readable name.
+    pub name: *const c_char,
+    /// The plugin's own version.
+    pub version: *const c_char,
+    /// One line on what it does (may be NULL).
+    pub description: *const c_char,
+    /// `GPTRT_PLUGIN_KIND_SAMPLER` or `GPTRT_PLUGIN_KIND_TASK_HEAD`.
+    pub kind: GptrtPluginKind,
+    /// `GptrtSamplerVtable*` or `GptrtTaskHeadVtable*`, by kind.
+    pub vtable: *const c_void,
+}
+
+/// What `gptrt_plugin_entry` returns: the library's plugins.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtPluginEntry {
+    /// `sizeof(GptrtPluginEntry)`.
+    pub struct_size: usize,
+    /// The ABI the library was built for.
+    pub abi: GptrtAbiVersion,
+    /// How many plugins the library offers.
+    pub plugin_count: usize,
+    /// The descriptor of plugin `index` (< `plugin_count`).
+    pub get_plugin: Option<unsafe extern "C" fn(index: usize) -> *const GptrtPluginDescriptor>,
+}
+
+/// The symbol every plugin library exports.
+pub const GPTRT_PLUGIN_ENTRY_SYMBOL: &str = "gptrt_plugin_entry";
+
+/// Signature of `gptrt_plugin_entry`.
+pub type GptrtPluginEntryFn = unsafe extern "C" fn() -> *const GptrtPluginEntry;
+
+// -------------------------------------------------------------------------------------------------
+// Safe authoring layer for Rust plugins.

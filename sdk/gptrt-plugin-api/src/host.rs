@@ -1,0 +1,209 @@
+//! The host's services, safely wrapped for Rust plugin authors.
+
+use std::ffi::{c_char, CStr, CString};
+
+use crate::*;
+
+/// Safe view of the host API for Rust plugins.
+#[derive(Debug, Clone, Copy)]
+pub struct Host {
+    api: GptrtHostApi,
+}
+
+// SAFETY: the host promises its API may be called from the thread using the plugin instance.
+unsafe impl Send for Host {}
+
+impl Host {
+    /// Wrap a host API pointer (NULL gives a host without services).
+    ///
+    /// # Safety
+    /// `api` is NULL or points to a valid `GptrtHostApi` that outlives the plugin instance.
+    pub unsafe fn from_raw(api: *const GptrtHostApi) -> Host {
+        let empty = GptrtHostApi {
+            struct_size: std::mem::size_of::<GptrtHostApi>(),
+            abi: GPTRT_PLUGIN_ABI_VERSION,
+            host_data: std::ptr::null_mut(),
+            log: None,
+            tokenize: None,
+            detokenize: None,
+            score: None,
+            forward_logits: None,
+            generate: None,
+            free_string: None,
+            get_capability: None,
+            score_continuations: None,
+            model_config_json: None,
+        };
+        let mut host = Host { api: empty };
+        // SAFETY: the caller guarantees validity.
+        let Some(given) = (unsafe { api.as_ref() }) else {
+            return host;
+        };
+        // An older host's struct is a prefix of this one: take the slots it has, and keep the
+        // newer ones empty (a slot holds a function pointer or NULL, so any prefix is valid).
+        let size = given.struct_size.min(std::mem::size_of::<GptrtHostApi>());
+        if size >= std::mem::offset_of!(GptrtHostApi, score_continuations) {
+            // SAFETY: `api` is valid for `struct_size` bytes; both are GptrtHostApi layouts.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    api.cast::<u8>(),
+                    (&mut host.api as *mut GptrtHostApi).cast::<u8>(),
+                    size,
+                );
+            }
+            host.api.struct_size = std::mem::size_of::<GptrtHostApi>();
+        }
+        host
+    }
+
+    /// Log through the host.
+    pub fn log(&self, level: i32, message: &str) {
+        if let (Some(log), Ok(text)) = (self.api.log, CString::new(message)) {
+            // SAFETY: the host API contract; the string lives for the call.
+            unsafe { log(self.api.host_data, level, text.as_ptr()) };
+        }
+    }
+
+    /// Tokenize text with the model's tokenizer.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, String> {
+        let f = self.api.tokenize.ok_or("the host offers no tokenizer")?;
+        let text = CString::new(text).map_err(|_| "text contains NUL".to_string())?;
+        let mut ids = vec![0u32; text.as_bytes().len() + 1];
+        let mut len = 0usize;
+        // SAFETY: buffers are valid for their stated sizes.
+        let status = unsafe {
+            f(
+                self.api.host_data,
+                text.as_ptr(),
+                ids.as_mut_ptr(),
+                ids.len(),
+                &mut len,
+            )
+        };
+        if status != GPTRT_PLUGIN_OK {
+            return Err(format!("host tokenize failed with status {status}"));
+        }
+        ids.truncate(len);
+        Ok(ids)
+    }
+
+    /// Log-likelihood of `continuation` after `context`.
+    pub fn score(&self, context: &[u32], continuation: &[u32]) -> Result<f64, String> {
+        let f = self
+            .api
+            .score
+            .ok_or("the host offers no scoring (no model attached)")?;
+        let mut out = 0.0f64;
+        // SAFETY: slices are valid for their lengths.
+        let status = unsafe {
+            f(
+                self.api.host_data,
+                context.as_ptr(),
+                context.len(),
+                continuation.as_ptr(),
+                continuation.len(),
+                &mut out,
+            )
+        };
+        if status != GPTRT_PLUGIN_OK {
+            return Err(format!("host score failed with status {status}"));
+        }
+        Ok(out)
+    }
+}
+
+impl Host {
+    /// The log-likelihood of each continuation after `context`, the context run once (ABI 1.1);
+    /// on a 1.0 host, [`Host::score`] for each.
+    pub fn score_continuations(
+        &self,
+        context: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<f64>, String> {
+        let Some(f) = self.api.score_continuations else {
+            return continuations
+                .iter()
+                .map(|c| self.score(context, c))
+                .collect();
+        };
+        let ids: Vec<u32> = continuations.iter().flatten().copied().collect();
+        let lengths: Vec<usize> = continuations.iter().map(Vec::len).collect();
+        let mut out = vec![0.0f64; continuations.len()];
+        // SAFETY: every buffer is valid for the length passed with it.
+        let status = unsafe {
+            f(
+                self.api.host_data,
+                context.as_ptr(),
+                context.len(),
+                ids.as_ptr(),
+                lengths.as_ptr(),
+                lengths.len(),
+                out.as_mut_ptr(),
+            )
+        };
+        if status != GPTRT_PLUGIN_OK {
+            return Err(format!(
+                "host score_continuations failed with status {status}"
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The model's `config.json` fields as a JSON object (ABI 1.1).
+    pub fn model_config_json(&self) -> Result<String, String> {
+        let (Some(f), Some(free)) = (self.api.model_config_json, self.api.free_string) else {
+            return Err("the host does not report its model's config (ABI 1.0 host)".to_string());
+        };
+        let mut text: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `text` is valid for a write.
+        let status = unsafe { f(self.api.host_data, &mut text) };
+        if status != GPTRT_PLUGIN_OK || text.is_null() {
+            return Err(format!(
+                "host model_config_json failed with status {status}"
+            ));
+        }
+        // SAFETY: a NUL-terminated string the host returned, released right after the copy.
+        let json = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: returned by this host's model_config_json.
+        unsafe { free(self.api.host_data, text) };
+        Ok(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+
+    unsafe extern "C" fn fake_free(_host_data: *mut c_void, _text: *mut c_char) {}
+
+    #[test]
+    fn an_older_hosts_struct_keeps_its_slots_and_leaves_the_newer_ones_empty() {
+        let mut api = GptrtHostApi {
+            struct_size: std::mem::offset_of!(GptrtHostApi, score_continuations),
+            abi: GptrtAbiVersion { major: 1, minor: 0 },
+            host_data: std::ptr::null_mut(),
+            log: None,
+            tokenize: None,
+            detokenize: None,
+            score: None,
+            forward_logits: None,
+            generate: None,
+            free_string: Some(fake_free),
+            get_capability: None,
+            score_continuations: None,
+            model_config_json: None,
+        };
+        // SAFETY: a valid struct that outlives the host.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.api.free_string.is_some(), "a 1.0 slot is kept");
+        assert!(host.model_config_json().unwrap_err().contains("1.0 host"));
+        // Too small even for 1.0: nothing is trusted.
+        api.struct_size = 8;
+        // SAFETY: as above.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.api.free_string.is_none());
+    }
+}
