@@ -1,79 +1,12 @@
 //! Inputs from outside that once killed, hung or misled the process: each is now a clean error that
 //! names the problem, before anything is allocated from it and before any output.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn fixture(layout: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/fixtures/tiny-random-gpt2")
-        .join(layout)
-}
+mod common;
 
-fn run(program: &Path, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .env_remove("GPTRT_MODEL")
-        .env_remove("ORT_DYLIB_PATH")
-        .output()
-        .expect("gptrt runs")
-}
-
-fn gptrt(args: &[&str]) -> Output {
-    run(Path::new(env!("CARGO_BIN_EXE_gptrt")), args)
-}
-
-/// A failing run: non-zero exit, no panic, nothing on stdout, an error containing every `needle`.
-fn assert_fails_cleanly(output: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "expected failure, stderr: {err}");
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status (101 = panic): {err}"
-    );
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(
-        output.stdout.is_empty(),
-        "printed before failing: {:?}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    for needle in needles {
-        assert!(err.contains(needle), "missing {needle:?} in: {err}");
-    }
-}
-
-/// A scratch folder removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("gptrt-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// A copy of a fixture model folder (links followed).
-    fn model_copy(name: &str, layout: &str) -> Scratch {
-        let scratch = Scratch::new(name);
-        for entry in std::fs::read_dir(fixture(layout)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, scratch.0.join(path.file_name().unwrap())).unwrap();
-        }
-        scratch
-    }
-
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::*;
 
 fn generate(extra: &[&str]) -> Output {
     let model = fixture("single").display().to_string();
