@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The C API's checks beyond cargo's own: the committed include/gptrt.h equals what cbindgen (pinned)
 # makes of sdk/gptrt-capi; the examples build with the README's compile lines (C dynamic and static,
-# C++, the game loop) and run; the C and C++ test programs pass (cargo test -p gptrt-capi --test c_api);
+# C++, the game loop) and run; the C and C++ test programs pass (cargo test -p gptrt-capi: tests c_api and plugins_and_models);
 # and valgrind finds no leak and no invalid access in the C example, the game loop and the C test
 # program. Installs gcc, g++ and valgrind with apt-get when they are missing.
 #

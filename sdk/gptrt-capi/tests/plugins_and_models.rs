@@ -1,0 +1,240 @@
+//! Plugins and task heads from C, a plugin stuck in `apply`, and what the model info says about
+//! batching.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+
+use common::*;
+
+/// A workspace cdylib (a shipped plugin), built for this profile on first use.
+fn plugin_library(package: &str, file: &str) -> PathBuf {
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", package]).current_dir(repo());
+    if dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    assert!(
+        command.status().expect("cargo build").success(),
+        "building {package}"
+    );
+    let path = dir.join(file);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+#[test]
+fn plugins_and_task_heads_are_reachable_from_c() {
+    let rust = plugin_library("gptrt-plugin-mirostat", "libgptrt_plugin_mirostat.so");
+    let choice = plugin_library("gptrt-plugin-choice", "libgptrt_plugin_choice.so");
+    let c = plugin_library("gptrt-plugin-xtc-c", "plugins/libgptrt_xtc.so");
+    let exe = build("tests/c/plugin_test.c", Lang::C, Link::Dynamic);
+    let model = tiny("single");
+    let stdout = run_ok(
+        &exe,
+        &[
+            model.to_str().unwrap(),
+            rust.to_str().unwrap(),
+            choice.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
+    );
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    for id in ["org.gptrt.mirostat-v2", "org.gptrt.choice", "org.gptrt.xtc"] {
+        assert!(line("plugins").contains(id), "{stdout}");
+    }
+    let (_, cases) = reference();
+    let expected: Vec<String> = cases[0].greedy_ids[..8]
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    assert_eq!(line("plain"), expected.join(" "), "greedy ids through C");
+    assert_eq!(
+        line("cleared"),
+        expected.join(" "),
+        "clearing the samplers restores greedy"
+    );
+    assert_ne!(
+        line("xtc").split(' ').next(),
+        expected.first().map(String::as_str),
+        "XTC removed the top choice"
+    );
+    let task: serde_json::Value = serde_json::from_str(&line("task")).unwrap();
+    assert!(
+        task["choice"].is_u64() && task["scores"].as_array().unwrap().len() == 2,
+        "{task}"
+    );
+    assert!(
+        line("bad-id").starts_with("GPTRT_ERROR_PLUGIN")
+            && line("bad-id").contains("org.example.missing"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad-load").starts_with("GPTRT_ERROR_IO")
+            || line("bad-load").starts_with("GPTRT_ERROR_PLUGIN"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad-input").starts_with("GPTRT_ERROR_PLUGIN") && line("bad-input").contains("prompt"),
+        "{stdout}"
+    );
+    assert_eq!(line("null-host"), "GPTRT_ERROR_NULL_POINTER");
+}
+
+/// tests/plugins/misbehaving.c with `-DFAULT_BLOCKS`: a sampler whose `apply` notes the call in
+/// `calls` and then waits for a file that never appears.
+fn stuck_plugin(calls: &Path) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("gptrt-capi-stuck-{}.so", std::process::id()));
+    let never = std::env::temp_dir().join(format!("gptrt-capi-never-{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fPIC",
+            "-shared",
+            "-DFAULT_BLOCKS",
+        ])
+        .arg(format!("-DCALLS_FILE=\"{}\"", calls.display()))
+        .arg(format!("-DRELEASE_FILE=\"{}\"", never.display()))
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg(repo().join("tests/plugins/misbehaving.c"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "compiling the stuck plugin");
+    out
+}
+
+#[test]
+fn freeing_a_session_whose_plugin_is_stuck_returns() {
+    let calls = std::env::temp_dir().join(format!("gptrt-capi-calls-{}", std::process::id()));
+    let _ = std::fs::remove_file(&calls);
+    let plugin = stuck_plugin(&calls);
+    let exe = build("tests/c/stuck_plugin_test.c", Lang::C, Link::Dynamic);
+    let mut child = Command::new(&exe)
+        .current_dir(repo())
+        .arg(tiny("single"))
+        .arg(&plugin)
+        .arg(&calls)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running stuck_plugin_test");
+    // A watchdog, not a speed check: the old gptrt_session_free never returned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("waiting").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "stuck_plugin_test still running after 30 s (gptrt_session_free hangs?); stdout:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["stuck in apply", "session freed", "done"]
+    );
+    let _ = std::fs::remove_file(&calls);
+}
+
+/// The model info of tests/c/batch_invariance.c's `info:` line.
+fn batch_info(stdout: &str) -> Value {
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let info = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("info: "))
+        .expect("an info line");
+    serde_json::from_str(info).expect("model info is JSON")
+}
+
+/// The committed demo model (int8 weights, activations quantized per row) is batch-invariant: its
+/// batched sessions compute what they compute alone (sdk/gptrt/tests/batch_invariance.rs checks the
+/// tokens).
+#[test]
+fn model_info_says_the_demo_model_is_batch_invariant() {
+    let exe = build("tests/c/batch_invariance.c", Lang::C, Link::Dynamic);
+    let demo = repo().join("models/demo");
+    let info = batch_info(&run_ok(&exe, &[demo.to_str().expect("UTF-8 path")]));
+    assert_eq!(info["batch_invariant"], true, "{info}");
+    assert_eq!(info["batch_dependent_ops"], serde_json::json!([]));
+    assert!(
+        info["batching"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("batch-invariant")),
+        "{info}"
+    );
+}
+
+/// A dynamic int8 graph (the tiny fixture with a DynamicQuantizeLinear added, as onnxruntime's
+/// quantize_dynamic writes one before each MatMul) is reported as not batch-invariant.
+#[test]
+fn model_info_says_when_a_graph_is_not_batch_invariant() {
+    let exe = build("tests/c/batch_invariance.c", Lang::C, Link::Dynamic);
+    let dir = std::env::temp_dir().join(format!("gptrt-capi-dynamic-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let single = tiny("single");
+    let graph = std::fs::read(single.join("model.onnx")).unwrap();
+    // A second `graph` field: protobuf merges it into the first, adding its nodes.
+    let field = |number: u8, bytes: &[u8]| [&[number << 3 | 2, bytes.len() as u8], bytes].concat();
+    let one = [
+        field(1, b"value_float"),
+        vec![2 << 3 | 5],
+        1f32.to_le_bytes().to_vec(),
+        vec![0xa0, 1, 1],
+    ]
+    .concat();
+    let constant = [field(2, b"dq_x"), field(4, b"Constant"), field(5, &one)].concat();
+    let quantize = [
+        field(1, b"dq_x"),
+        field(2, b"dq_y"),
+        field(2, b"dq_s"),
+        field(2, b"dq_z"),
+        field(4, b"DynamicQuantizeLinear"),
+    ]
+    .concat();
+    let nodes = [field(1, &constant), field(1, &quantize)].concat();
+    std::fs::write(dir.join("model.onnx"), [graph, field(7, &nodes)].concat()).unwrap();
+    std::fs::copy(single.join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(tiny("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let stdout = run_ok(&exe, &[dir.to_str().expect("UTF-8 path")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let info = batch_info(&stdout);
+    assert_eq!(info["batch_invariant"], false, "{info}");
+    assert_eq!(
+        info["batch_dependent_ops"],
+        serde_json::json!(["DynamicQuantizeLinear"])
+    );
+    assert!(
+        info["batching"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("NOT batch-invariant")),
+        "{info}"
+    );
+}
