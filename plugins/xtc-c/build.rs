@@ -2,36 +2,18 @@
 //! project's build proves the plugin header is clean C11. Output: target/<profile>/plugins/.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "compile.rs"]
+mod compile;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     let source = manifest.join("xtc.c");
-    let include = manifest.join("../../include");
     let library = out_dir.join("libgptrt_xtc.so");
-    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let status = Command::new(&compiler)
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-O2",
-            "-fPIC",
-            "-shared",
-            "-fvisibility=hidden",
-        ])
-        .arg("-I")
-        .arg(&include)
-        .arg(&source)
-        .arg("-o")
-        .arg(&library)
-        .arg("-lm")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler `{compiler}`: {e}"));
-    assert!(status.success(), "compiling {} failed", source.display());
+    if let Err(message) = compile::compile_c_plugin(&source, &library, &[]) {
+        panic!("{message}");
+    }
     // Also place it where people look for built artefacts: target/<profile>/plugins/.
     if let Some(profile_dir) = out_dir.ancestors().nth(3) {
         let plugins = profile_dir.join("plugins");
@@ -42,6 +24,6 @@ fn main() {
     println!("cargo:rerun-if-changed={}", source.display());
     println!(
         "cargo:rerun-if-changed={}",
-        include.join("gptrt_plugin.h").display()
+        manifest.join("../../include/gptrt_plugin.h").display()
     );
 }

@@ -97,27 +97,13 @@ fn plugins_and_task_heads_are_reachable_from_c() {
 fn stuck_plugin(calls: &Path) -> PathBuf {
     let out = std::env::temp_dir().join(format!("gptrt-capi-stuck-{}.so", std::process::id()));
     let never = std::env::temp_dir().join(format!("gptrt-capi-never-{}", std::process::id()));
-    let status = Command::new("gcc")
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-fPIC",
-            "-shared",
-            "-DFAULT_BLOCKS",
-        ])
-        .arg(format!("-DCALLS_FILE=\"{}\"", calls.display()))
-        .arg(format!("-DRELEASE_FILE=\"{}\"", never.display()))
-        .arg("-I")
-        .arg(repo().join("include"))
-        .arg(repo().join("tests/plugins/misbehaving.c"))
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .expect("gcc");
-    assert!(status.success(), "compiling the stuck plugin");
+    let defines = [
+        "FAULT_BLOCKS".to_string(),
+        format!("CALLS_FILE=\"{}\"", calls.display()),
+        format!("RELEASE_FILE=\"{}\"", never.display()),
+    ];
+    let source = repo().join("tests/plugins/misbehaving.c");
+    gptrt_plugin_xtc_c::compile_c_plugin(&source, &out, &defines).expect("the stuck plugin");
     out
 }
 

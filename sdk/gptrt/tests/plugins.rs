@@ -55,30 +55,13 @@ fn misbehaving(fault: &str) -> PathBuf {
 
 /// Compile tests/plugins/misbehaving.c with one fault and more `-D` definitions, as `tag`.
 fn misbehaving_with(fault: &str, tag: &str, defines: &[String]) -> PathBuf {
-    let repo = common::repo();
     let out =
         std::env::temp_dir().join(format!("gptrt-misbehaving-{}-{tag}.so", std::process::id()));
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-fPIC",
-            "-shared",
-        ])
-        .arg(format!("-DFAULT_{fault}"))
-        .args(defines.iter().map(|d| format!("-D{d}")))
-        .arg("-I")
-        .arg(repo.join("include"))
-        .arg(repo.join("tests/plugins/misbehaving.c"))
-        .arg("-o")
-        .arg(&out)
-        .arg("-lm")
-        .status()
-        .unwrap();
-    assert!(status.success(), "compiling the {fault} fixture");
+    let mut all = vec![format!("FAULT_{fault}")];
+    all.extend_from_slice(defines);
+    let source = common::repo().join("tests/plugins/misbehaving.c");
+    gptrt_plugin_xtc_c::compile_c_plugin(&source, &out, &all)
+        .unwrap_or_else(|e| panic!("the {fault} fixture: {e}"));
     out
 }
 

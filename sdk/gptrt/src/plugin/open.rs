@@ -173,7 +173,6 @@ pub(super) mod hook {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use super::{hook, open};
     use crate::plugin::Allowlist;
@@ -181,28 +180,11 @@ mod tests {
     /// tests/plugins/misbehaving.c (no fault) with its own id and, optionally, a constructor that
     /// creates `marker`.
     fn compile(out: &Path, id: &str, marker: Option<&Path>) {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-        cc.args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-fPIC",
-            "-shared",
-        ])
-        .arg(format!("-DPLUGIN_ID=\"{id}\""))
-        .arg("-I")
-        .arg(repo.join("include"))
-        .arg(repo.join("tests/plugins/misbehaving.c"))
-        .arg("-o")
-        .arg(out)
-        .arg("-lm");
-        if let Some(marker) = marker {
-            cc.arg(format!("-DMARKER_FILE=\"{}\"", marker.display()));
-        }
-        assert!(cc.status().unwrap().success(), "compiling {id}");
+        let source =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/plugins/misbehaving.c");
+        let mut defines = vec![format!("PLUGIN_ID=\"{id}\"")];
+        defines.extend(marker.map(|m| format!("MARKER_FILE=\"{}\"", m.display())));
+        gptrt_plugin_xtc_c::compile_c_plugin(&source, out, &defines).expect("compiling a fixture");
     }
 
     struct Fixture {
