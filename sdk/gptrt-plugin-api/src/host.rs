@@ -17,7 +17,8 @@ impl Host {
     /// Wrap a host API pointer (NULL gives a host without services).
     ///
     /// # Safety
-    /// `api` is NULL or points to a valid `GptrtHostApi` that outlives the plugin instance.
+    /// `api` is NULL or points to a host API struct valid for its `struct_size` bytes (at least
+    /// the ABI 1.0 part) that outlives the plugin instance.
     pub unsafe fn from_raw(api: *const GptrtHostApi) -> Host {
         let empty = GptrtHostApi {
             struct_size: std::mem::size_of::<GptrtHostApi>(),
@@ -35,15 +36,19 @@ impl Host {
             model_config_json: None,
         };
         let mut host = Host { api: empty };
-        // SAFETY: the caller guarantees validity.
-        let Some(given) = (unsafe { api.as_ref() }) else {
+        if api.is_null() {
             return host;
-        };
-        // An older host's struct is a prefix of this one: take the slots it has, and keep the
-        // newer ones empty (a slot holds a function pointer or NULL, so any prefix is valid).
-        let size = given.struct_size.min(std::mem::size_of::<GptrtHostApi>());
+        }
+        // SAFETY: a non-NULL `api` is valid for its `struct_size` bytes, which come first; read
+        // the size alone, since an older host's struct is shorter than this crate's.
+        let given = unsafe { api.cast::<usize>().read_unaligned() };
+        // An older host's struct is a prefix of this one: take the slots it has, whole (every slot
+        // after `abi` is one pointer), and keep the newer ones empty.
+        let slot = std::mem::size_of::<usize>();
+        let size = given.min(std::mem::size_of::<GptrtHostApi>()) / slot * slot;
         if size >= std::mem::offset_of!(GptrtHostApi, score_continuations) {
-            // SAFETY: `api` is valid for `struct_size` bytes; both are GptrtHostApi layouts.
+            // SAFETY: `api` is valid for `struct_size` >= `size` bytes, a whole-slot prefix of the
+            // same layout.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     api.cast::<u8>(),
@@ -179,6 +184,18 @@ mod tests {
 
     unsafe extern "C" fn fake_free(_host_data: *mut c_void, _text: *mut c_char) {}
 
+    unsafe extern "C" fn fake_scores(
+        _host_data: *mut c_void,
+        _context: *const u32,
+        _n_context: usize,
+        _ids: *const u32,
+        _lengths: *const usize,
+        _n_continuations: usize,
+        _out: *mut f64,
+    ) -> i32 {
+        GPTRT_PLUGIN_ERROR
+    }
+
     #[test]
     fn an_older_hosts_struct_keeps_its_slots_and_leaves_the_newer_ones_empty() {
         let mut api = GptrtHostApi {
@@ -200,6 +217,15 @@ mod tests {
         let host = unsafe { Host::from_raw(&api) };
         assert!(host.api.free_string.is_some(), "a 1.0 slot is kept");
         assert!(host.model_config_json().unwrap_err().contains("1.0 host"));
+        // A size that ends inside a slot takes only the whole slots before it.
+        api.struct_size = std::mem::offset_of!(GptrtHostApi, score_continuations) + 4;
+        api.score_continuations = Some(fake_scores);
+        // SAFETY: as above.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(
+            host.api.score_continuations.is_none(),
+            "half a slot is not a slot"
+        );
         // Too small even for 1.0: nothing is trusted.
         api.struct_size = 8;
         // SAFETY: as above.

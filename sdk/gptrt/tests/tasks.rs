@@ -29,3 +29,28 @@ fn shared_context_scores_equal_scoring_each_continuation_alone() {
         }
     }
 }
+
+#[test]
+fn many_continuations_run_in_passes_that_fit_the_logits_budget_and_too_many_are_refused() {
+    let model = common::load("single");
+    let context = vec![50256, 464, 3290];
+    // 10 tokens x 50257 logits a row: about 133 rows fit one pass, so 150 need two.
+    let continuations: Vec<Vec<u32>> = (0..150u32).map(|i| (i..i + 10).collect()).collect();
+    let shared = model.score_continuations(&context, &continuations).unwrap();
+    for (continuation, score) in continuations.iter().zip(&shared) {
+        let alone = model.score(&context, continuation).unwrap();
+        assert!(
+            (score - alone).abs() < 1e-3 * alone.abs().max(1.0),
+            "{continuation:?}: {score} vs {alone}"
+        );
+    }
+    let too_many = vec![vec![1u32]; gptrt::generate::MAX_ROWS + 1];
+    let error = model
+        .score_continuations(&context, &too_many)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("continuations") && error.contains("1024"),
+        "{error}"
+    );
+}

@@ -58,7 +58,13 @@ pub(super) unsafe extern "C" fn host_score_continuations(
                 };
                 GPTRT_PLUGIN_OK
             }
-            Err(_) => GPTRT_PLUGIN_INVALID_ARGUMENT,
+            // The caller's ids or lengths at fault, or the host's own failure.
+            Err(
+                crate::Error::InvalidToken { .. }
+                | crate::Error::ContextOverflow { .. }
+                | crate::Error::InvalidArgument { .. },
+            ) => GPTRT_PLUGIN_INVALID_ARGUMENT,
+            Err(_) => GPTRT_PLUGIN_ERROR,
         }
     })
 }

@@ -115,8 +115,8 @@ impl Candidates {
         self.selected = None;
     }
 
-    /// Apply `f`, which must be non-decreasing (a positive scale, a shift), to every logit: the
-    /// order, and so every flag, stays.
+    /// Apply `f`, which must be strictly increasing over the logits present (a positive scale, a
+    /// shift), to every logit: the order, and so every flag, stays.
     pub fn map_logits_keeping_order(&mut self, mut f: impl FnMut(f32) -> f32) {
         self.items.iter_mut().for_each(|c| c.logit = f(c.logit));
     }

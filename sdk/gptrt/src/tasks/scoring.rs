@@ -1,10 +1,14 @@
 //! Log-likelihoods of several continuations of one context, with the context run once.
 
 use crate::error::{Error, Result};
+use crate::generate::MAX_ROWS;
 use crate::graph::StepInput;
 use crate::kv::KvCache;
 use crate::model::Model;
 use crate::sampling::log_sum_exp;
+
+/// Most logits one batched scoring pass keeps (every position of every row): 256 MB of floats.
+const LOGITS_BUDGET: usize = 1 << 26;
 
 impl Model {
     /// Logits for the token after `ids` (one forward pass over the whole sequence, no cache).
@@ -111,7 +115,8 @@ impl Model {
     /// [`Model::score`] gives it, but with the context run through the model once: one forward
     /// pass over the context, then every continuation as a row of one batched pass that continues
     /// from the context's KV cache. (A graph without a KV cache runs each continuation in full.)
-    /// An empty continuation scores 0.
+    /// An empty continuation scores 0. At most [`MAX_ROWS`] continuations; as many run in one
+    /// batched pass as keep its logits within 256 MB, the rest in further passes.
     pub fn score_continuations(
         &self,
         context: &[u32],
@@ -136,6 +141,15 @@ impl Model {
         for continuation in continuations {
             self.check_ids(continuation)?;
         }
+        if continuations.len() > MAX_ROWS {
+            return Err(Error::InvalidArgument {
+                name: "continuations",
+                message: format!(
+                    "{} continuations, more than gptrt's limit of {MAX_ROWS} for one context",
+                    continuations.len()
+                ),
+            });
+        }
         if !self.uses_cache() || continuations.len() < 2 {
             return continuations
                 .iter()
@@ -148,7 +162,24 @@ impl Model {
                 })
                 .collect();
         }
+        // The batched pass keeps every position's logits: as many rows at once as fit the budget.
+        let per_row = longest.max(1) * self.config().vocab_size;
+        let rows_per_pass = (LOGITS_BUDGET / per_row).max(1);
+        let mut scores = Vec::with_capacity(continuations.len());
+        for chunk in continuations.chunks(rows_per_pass) {
+            scores.extend(self.score_after_one_context_pass(context, chunk)?);
+        }
+        Ok(scores)
+    }
 
+    /// [`Model::score_continuations`] for checked input: the context once, then `continuations` as
+    /// the rows of one batched pass from its KV cache.
+    fn score_after_one_context_pass(
+        &self,
+        context: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<f64>> {
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
         let mut cache = KvCache::default();
         let mut last = Vec::new();
         let context_ids: Vec<i64> = context.iter().map(|&id| i64::from(id)).collect();
