@@ -238,6 +238,23 @@ typedef struct GptrtPluginEntry {
   const struct GptrtPluginDescriptor *(*get_plugin)(uintptr_t index);
 } GptrtPluginEntry;
 
+// Capability `org.gptrt.token_bytes`: every token's bytes, as the tokenizer decodes them (GPT-2's
+// byte-level pieces mapped back to raw bytes, which need not be valid UTF-8 alone), and which
+// tokens are special (their bytes are their text, e.g. `<|endoftext|>`). Owned by the host and
+// valid, unchanged, for the life of the plugin instance that got it.
+typedef struct GptrtTokenBytes {
+  // `sizeof(GptrtTokenBytes)`.
+  uintptr_t struct_size;
+  // Number of tokens.
+  uintptr_t vocab_size;
+  // `vocab_size + 1` offsets into `bytes`: token `i` is `bytes[offsets[i] .. offsets[i + 1]]`.
+  const uintptr_t *offsets;
+  // Every token's bytes, back to back.
+  const uint8_t *bytes;
+  // `vocab_size` flags: 1 for a special token, 0 otherwise.
+  const uint8_t *special;
+} GptrtTokenBytes;
+
 // A link of the sampler chain.
 #define GPTRT_PLUGIN_KIND_SAMPLER 1
 

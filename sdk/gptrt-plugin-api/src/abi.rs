@@ -287,6 +287,29 @@ pub struct GptrtPluginEntry {
     pub get_plugin: Option<unsafe extern "C" fn(index: usize) -> *const GptrtPluginDescriptor>,
 }
 
+/// The id (for `GptrtHostApi::get_capability`) of the model's token byte table, a
+/// `GptrtTokenBytes`; NULL when the host has no model attached.
+pub const GPTRT_CAPABILITY_TOKEN_BYTES: &str = "org.gptrt.token_bytes";
+
+/// Capability `org.gptrt.token_bytes`: every token's bytes, as the tokenizer decodes them (GPT-2's
+/// byte-level pieces mapped back to raw bytes, which need not be valid UTF-8 alone), and which
+/// tokens are special (their bytes are their text, e.g. `<|endoftext|>`). Owned by the host and
+/// valid, unchanged, for the life of the plugin instance that got it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtTokenBytes {
+    /// `sizeof(GptrtTokenBytes)`.
+    pub struct_size: usize,
+    /// Number of tokens.
+    pub vocab_size: usize,
+    /// `vocab_size + 1` offsets into `bytes`: token `i` is `bytes[offsets[i] .. offsets[i + 1]]`.
+    pub offsets: *const usize,
+    /// Every token's bytes, back to back.
+    pub bytes: *const u8,
+    /// `vocab_size` flags: 1 for a special token, 0 otherwise.
+    pub special: *const u8,
+}
+
 /// The symbol every plugin library exports.
 pub const GPTRT_PLUGIN_ENTRY_SYMBOL: &str = "gptrt_plugin_entry";
 

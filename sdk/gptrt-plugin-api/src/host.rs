@@ -154,6 +154,44 @@ impl Host {
         Ok(out)
     }
 
+    /// The model's token byte table (capability `org.gptrt.token_bytes`), when the host offers it.
+    pub fn token_bytes(&self) -> Option<TokenBytes<'_>> {
+        let get = self.api.get_capability?;
+        let id = CString::new(GPTRT_CAPABILITY_TOKEN_BYTES).ok()?;
+        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
+        let table = unsafe { get(self.api.host_data, id.as_ptr()) }.cast::<GptrtTokenBytes>();
+        if table.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
+        let size = unsafe { table.cast::<usize>().read_unaligned() };
+        if size < std::mem::size_of::<GptrtTokenBytes>() {
+            return None;
+        }
+        // SAFETY: as above, now known to be whole.
+        let table = unsafe { table.read_unaligned() };
+        let n = table.vocab_size;
+        if table.offsets.is_null() || table.bytes.is_null() || table.special.is_null() {
+            return None;
+        }
+        // SAFETY: the capability's contract: `n + 1` offsets, `n` flags, and the bytes they span,
+        // alive as long as the host API (which outlives `self`).
+        let (offsets, special) = unsafe {
+            (
+                std::slice::from_raw_parts(table.offsets, n + 1),
+                std::slice::from_raw_parts(table.special, n),
+            )
+        };
+        let total = *offsets.last()?;
+        // SAFETY: as above.
+        let bytes = unsafe { std::slice::from_raw_parts(table.bytes, total) };
+        Some(TokenBytes {
+            offsets,
+            bytes,
+            special,
+        })
+    }
+
     /// The model's `config.json` fields as a JSON object (ABI 1.1).
     pub fn model_config_json(&self) -> Result<String, String> {
         let (Some(f), Some(free)) = (self.api.model_config_json, self.api.free_string) else {
@@ -174,6 +212,38 @@ impl Host {
         // SAFETY: returned by this host's model_config_json.
         unsafe { free(self.api.host_data, text) };
         Ok(json)
+    }
+}
+
+/// The model's token byte table, borrowed from the host ([`Host::token_bytes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBytes<'a> {
+    offsets: &'a [usize],
+    bytes: &'a [u8],
+    special: &'a [u8],
+}
+
+impl<'a> TokenBytes<'a> {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.special.len()
+    }
+
+    /// Whether the vocabulary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.special.is_empty()
+    }
+
+    /// A token's bytes (`None` for an id outside the vocabulary or a malformed table).
+    pub fn token(&self, id: u32) -> Option<&'a [u8]> {
+        let id = id as usize;
+        let (start, end) = (*self.offsets.get(id)?, *self.offsets.get(id + 1)?);
+        self.bytes.get(start..end)
+    }
+
+    /// Whether a token is special (`<|endoftext|>`).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).is_some_and(|&flag| flag != 0)
     }
 }
 

@@ -26,7 +26,7 @@ mod host;
 
 pub use abi::*;
 pub use authoring::{CandidatesMut, Context, SamplerPlugin, TaskHeadPlugin};
-pub use host::Host;
+pub use host::{Host, TokenBytes};
 
 /// Support code for [`export_plugins!`]; not for direct use.
 #[doc(hidden)]

@@ -180,6 +180,12 @@ impl Tokenizer {
         Ok(&self.token_bytes[self.token_offsets[id]..self.token_offsets[id + 1]])
     }
 
+    /// The byte table behind [`Tokenizer::token_bytes`]: `vocab_size + 1` offsets into the bytes of
+    /// every token back to back, and each token's special flag.
+    pub(crate) fn byte_table(&self) -> (&[usize], &[u8], &[bool]) {
+        (&self.token_offsets, &self.token_bytes, &self.special)
+    }
+
     /// Whether the id is a special token (such as `<|endoftext|>`).
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)

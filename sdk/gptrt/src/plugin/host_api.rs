@@ -13,6 +13,9 @@ use crate::model::Model;
 pub(super) struct HostContext {
     pub(super) model: Option<Arc<Model>>,
     pub(super) last_log: Mutex<Option<String>>,
+    /// Capability `org.gptrt.token_bytes`: points into the model's tokenizer, which `model` keeps
+    /// alive as long as this context.
+    token_bytes: Option<GptrtTokenBytes>,
 }
 
 /// The host API struct and its context, at a stable address for the life of an instance.
@@ -23,9 +26,21 @@ pub(super) struct HostApi {
 
 impl HostApi {
     pub(super) fn new(model: Option<Arc<Model>>) -> Box<HostApi> {
+        let token_bytes = model.as_ref().map(|model| {
+            let (offsets, bytes, special) = model.tokenizer().byte_table();
+            GptrtTokenBytes {
+                struct_size: std::mem::size_of::<GptrtTokenBytes>(),
+                vocab_size: special.len(),
+                offsets: offsets.as_ptr(),
+                bytes: bytes.as_ptr(),
+                // `bool` is one byte, 0 or 1: the ABI's flags.
+                special: special.as_ptr().cast::<u8>(),
+            }
+        });
         let mut context = Box::new(HostContext {
             model,
             last_log: Mutex::new(None),
+            token_bytes,
         });
         let host_data = (&mut *context as *mut HostContext).cast();
         Box::new(HostApi {
@@ -289,9 +304,57 @@ unsafe extern "C" fn host_free_string(_host_data: *mut c_void, text: *mut c_char
 }
 
 unsafe extern "C" fn host_get_capability(
-    _host_data: *mut c_void,
-    _id: *const c_char,
+    host_data: *mut c_void,
+    id: *const c_char,
 ) -> *const c_void {
-    // No optional capability yet (the exports carry no hidden states); plugins must cope with NULL.
-    std::ptr::null()
+    let found = std::panic::catch_unwind(|| {
+        // SAFETY: host API contract.
+        let (Some(ctx), Some(id)) = (unsafe { context(host_data) }, unsafe { arg_str(id) }) else {
+            return std::ptr::null();
+        };
+        match (id, &ctx.token_bytes) {
+            (GPTRT_CAPABILITY_TOKEN_BYTES, Some(table)) => {
+                (table as *const GptrtTokenBytes).cast::<c_void>()
+            }
+            // Anything else (hidden states, ...) is not offered yet: plugins must cope with NULL.
+            _ => std::ptr::null(),
+        }
+    });
+    found.unwrap_or(std::ptr::null())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_byte_table_is_the_tokenizers_and_absent_without_a_model() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/fixtures/tiny-random-gpt2/single");
+        let model = Arc::new(Model::load(dir).expect("the tiny fixture loads"));
+        let api = HostApi::new(Some(model.clone()));
+        // SAFETY: a host API this module made, alive for the test.
+        let host = unsafe { Host::from_raw(&api.api) };
+        let table = host.token_bytes().expect("offered with a model");
+        let tokenizer = model.tokenizer();
+        assert_eq!(table.len(), tokenizer.vocab_size());
+        for id in [0, 198, 15496, 50255, 50256] {
+            assert_eq!(
+                table.token(id),
+                Some(tokenizer.token_bytes(id).unwrap()),
+                "token {id}"
+            );
+            assert_eq!(table.is_special(id), tokenizer.is_special(id), "token {id}");
+        }
+        assert!(table.is_special(50256) && !table.is_special(15496));
+        assert_eq!(table.token(50257), None);
+        let unknown = c"org.example.nothing";
+        let get = api.api.get_capability.expect("the slot is set");
+        // SAFETY: as above; a NUL-terminated id.
+        assert!(unsafe { get(api.api.host_data, unknown.as_ptr()) }.is_null());
+
+        let bare = HostApi::new(None);
+        // SAFETY: as above.
+        assert!(unsafe { Host::from_raw(&bare.api) }.token_bytes().is_none());
+    }
 }
