@@ -128,3 +128,17 @@ def save_onnx(model, onnx_path: Path, external: bool) -> None:
                   location=data.name, size_threshold=1024)
     else:
         onnx.save(model, str(onnx_path))
+
+
+def all_graphs(graph):
+    """An ONNX graph and every subgraph in it (If and Loop branches), outermost first."""
+    import onnx
+
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from all_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from all_graphs(sub)

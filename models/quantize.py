@@ -61,7 +61,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import onnx_bytes, save_onnx, uses_external_data  # noqa: E402
+from _common import all_graphs, onnx_bytes, save_onnx, uses_external_data  # noqa: E402
 
 VOCAB_SIZE = 50257
 # nodes that only feed a replaced one: dropped once nothing reads their outputs
@@ -71,32 +71,20 @@ COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokeni
               "vocab.json", "merges.txt", "special_tokens_map.json")
 
 
-def _graphs(g):
-    """The graph and all its subgraphs (If branches), outermost first."""
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sg in a.graphs:
-                    yield from _graphs(sg)
-
-
 
 def _prune(top: onnx.GraphProto) -> int:
     """Drop the nodes nobody reads any more (Transpose, DynamicQuantizeLinear, their scale Muls) and
     the initializers nobody uses; returns how many initializers went."""
     removed = 0
     for _ in range(3):
-        used = {i for g in _graphs(top) for n in g.node for i in n.input}
-        used |= {o.name for g in _graphs(top) for o in g.output}
-        for g in reversed(list(_graphs(top))):
+        used = {i for g in all_graphs(top) for n in g.node for i in n.input}
+        used |= {o.name for g in all_graphs(top) for o in g.output}
+        for g in reversed(list(all_graphs(top))):
             keep = [n for n in g.node if n.op_type not in PRUNABLE or any(o in used for o in n.output)]
             if len(keep) != len(g.node):
                 del g.node[:]
                 g.node.extend(keep)
-        used = {i for g in _graphs(top) for n in g.node for i in n.input}
+        used = {i for g in all_graphs(top) for n in g.node for i in n.input}
         keep_inits = [i for i in top.initializer if i.name in used]
         removed += len(top.initializer) - len(keep_inits)
         del top.initializer[:]
@@ -135,7 +123,7 @@ def rewrite(model: onnx.ModelProto) -> dict:
         return added[key], added[key + ":s"]
 
     # innermost graphs first: replacing a graph's node list copies its If nodes (and their branches)
-    for g in reversed(list(_graphs(top))):
+    for g in reversed(list(all_graphs(top))):
         producers = {o: n for n in g.node for o in n.output}
         new_nodes = []
         for n in g.node:
@@ -193,7 +181,7 @@ def dequantize_dynamic(model: onnx.ModelProto) -> int:
     def const(name: str) -> np.ndarray | None:
         return numpy_helper.to_array(inits[name]) if name in inits else None
 
-    for g in reversed(list(_graphs(top))):
+    for g in reversed(list(all_graphs(top))):
         producers = {o: n for n in g.node for o in n.output}
         consumers: dict[str, list] = {}
         for n in g.node:
@@ -241,7 +229,7 @@ def summarize(path: Path) -> dict:
     from collections import Counter
 
     m = onnx.load(str(path))
-    ops = Counter(n.op_type for g in _graphs(m.graph) for n in g.node)
+    ops = Counter(n.op_type for g in all_graphs(m.graph) for n in g.node)
     by_type = Counter()
     for i in m.graph.initializer:
         by_type[onnx.helper.tensor_dtype_to_np_dtype(i.data_type).name] += len(i.raw_data) or 0
@@ -273,7 +261,7 @@ def quantize_file_nbits(src: Path, dst: Path, bits: int, block_size: int) -> dic
     summary["rewrite"] = stats
     summary["matmulinteger_dequantized"] = dequantized
     m = onnx.load(str(dst))
-    summary["MatMulNBits"] = sum(1 for g in _graphs(m.graph) for n in g.node if n.op_type == "MatMulNBits")
+    summary["MatMulNBits"] = sum(1 for g in all_graphs(m.graph) for n in g.node if n.op_type == "MatMulNBits")
     if summary["MatMulNBits"] == 0:
         raise SystemExit(f"error: {dst}: no MatMul was quantized to {bits} bits")
     if summary["DynamicQuantizeLinear"]:
@@ -288,7 +276,7 @@ def quantize_file(src: Path, dst: Path, per_channel: bool, rows: bool) -> dict:
     from rowwise_int8 import rowwise
 
     model = onnx.load(str(src))
-    already = sum(1 for g in _graphs(model.graph) for n in g.node if n.op_type == "MatMulInteger")
+    already = sum(1 for g in all_graphs(model.graph) for n in g.node if n.op_type == "MatMulInteger")
     if already and not rows:
         raise SystemExit(f"error: {src} is dynamic int8 already")
     if already:

@@ -28,16 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-
-def _graphs(g):
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sg in a.graphs:
-                    yield from _graphs(sg)
+from _common import all_graphs
 
 
 def _split_scale_muls(g: onnx.GraphProto, quantizers: dict[str, onnx.NodeProto]) -> int:
@@ -89,7 +80,7 @@ def rowwise(model: onnx.ModelProto) -> int:
         names[key] = f"rowwise_int8_{key}"
         top.initializer.append(numpy_helper.from_array(value, names[key]))
     count = 0
-    for g in list(_graphs(top)):
+    for g in list(all_graphs(top)):
         quantizers = {o: n for n in g.node if n.op_type == "DynamicQuantizeLinear" for o in n.output[:1]}
         if not quantizers:
             continue
