@@ -374,7 +374,8 @@ const char *gptrt_stop_reason_name(int32_t reason);
 // and `logprobs`, each generation with its own (one out of time stops with `GPTRT_STOP_MAX_TIME`
 // while its batch mates go on); beam search and plugin samplers are `GPTRT_ERROR_INVALID_OPTION`
 // at `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those
-// it would get alone (the rows are padded and masked, never mixed), up to float rounding.
+// it would get alone, bit for bit (the rows are padded and masked, never mixed, and padded by
+// multiples of 8 positions so ONNX Runtime sums each row's attention in the same groups).
 //
 // [thread-safe]
 //

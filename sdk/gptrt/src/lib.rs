@@ -61,6 +61,7 @@ pub use config::{EarlyStopping, GenerationConfig, ModelConfig, StopStrings, Toke
 pub use error::{Error, Result};
 pub use generate::{
     CancelToken, Generation, GenerationStats, Generator, StopReason, TokenEvent, TokenLogprob,
+    ROW_ALIGNMENT,
 };
 pub use layout::{Layout, Signature, TensorInfo};
 pub use model::{Model, ModelBytes};

@@ -84,7 +84,8 @@ impl BatcherStats {
 /// `max_time` and `logprobs`, each generation with its own (a row out of time stops with
 /// [`crate::StopReason::MaxTime`] while its batch mates go on); beam search and plugin samplers
 /// are refused at [`crate::Session::start`] (use a session of its own for those). Each sequence's tokens are
-/// those it would get alone (the rows are padded and masked, never mixed), up to float rounding.
+/// those it would get alone, bit for bit (the rows are padded and masked, never mixed, and each
+/// row's padding is a multiple of [`crate::ROW_ALIGNMENT`]).
 #[derive(Clone)]
 pub struct Batcher(Arc<Engine>);
 

@@ -26,6 +26,15 @@ use calls::Limits;
 
 use prepare::Prepared;
 use rows::{fresh_seed, select_row, Buffers, Row, StepFlags};
+
+/// Every row's left padding is a multiple of this, solo or batched, so a row's numbers do not
+/// depend on its batch mates. ONNX Runtime's CPU MatMul (attention weights x values) sums over
+/// the cached positions in groups of 4: shifting a row by a multiple of 4 positions gives
+/// bit-identical logits, any other shift changes them in the last bits (measured on every
+/// layout and on the int8 demo graph), enough to flip a sampled token. 8 leaves a margin for
+/// kernels that group by 8. A lone prompt is padded up to the next multiple too, so it runs
+/// exactly as it would inside any batch; the cost is at most 7 extra prompt positions.
+pub const ROW_ALIGNMENT: usize = 8;
 use stop::StopFilter;
 
 /// A batch of sequences in flight: tokens, KV cache, stop state. Advance it with [`Generator::step`].
@@ -237,7 +246,8 @@ impl<'m> Generator<'m> {
                 .iter()
                 .map(|row| row.prompt_len)
                 .max()
-                .unwrap_or(0);
+                .unwrap_or(0)
+                .next_multiple_of(ROW_ALIGNMENT);
             for row in &mut self.rows {
                 let padding = width - row.prompt_len;
                 row.fed_ids
@@ -321,11 +331,11 @@ impl<'m> Generator<'m> {
 
     fn step_flags(&self) -> StepFlags {
         StepFlags {
-            // The batch can take one more step only while its shared width fits the window.
-            window_full: self
-                .rows
-                .first()
-                .is_some_and(|row| row.mask.len() >= self.model.config().n_positions),
+            // The batch's shared width (alignment padding included) stays within the window plus
+            // the alignment, so a lone row always reaches the window by its own positions first.
+            window_full: self.rows.first().is_some_and(|row| {
+                row.mask.len() >= self.model.config().n_positions + ROW_ALIGNMENT - 1
+            }),
             cancel: self.cancel.clone(),
         }
     }
@@ -362,14 +372,22 @@ impl<'m> Generator<'m> {
             self.rows.push(row);
             return Ok(id);
         }
-        // Run the newcomer's prompt alone; its first token comes from that pass.
+        // Run the newcomer's prompt alone; its first token comes from that pass. Then it steps
+        // alone until its width matches the batch's modulo ROW_ALIGNMENT (at most
+        // ROW_ALIGNMENT - 1 passes), so the padding that lines it up keeps it aligned.
         joining.rows[0].id = id;
         joining.step(on_token)?;
+        let width = self.rows.first().map_or(0, |r| r.mask.len());
+        while !joining.is_done()
+            && !self.rows.is_empty()
+            && joining.rows[0].mask.len() % ROW_ALIGNMENT != width % ROW_ALIGNMENT
+        {
+            joining.step(on_token)?;
+        }
         self.stats.prompt_tokens += joining.stats.prompt_tokens;
         self.stats.prompt_seconds += joining.stats.prompt_seconds;
         self.stats.sampling_seconds += joining.stats.sampling_seconds;
         let mut row = joining.rows.remove(0);
-        let width = self.rows.first().map_or(0, |r| r.mask.len());
         let own = row.mask.len();
         if self.rows.is_empty() {
             self.cache = joining.cache;
@@ -433,7 +451,9 @@ impl<'m> Generator<'m> {
             .iter()
             .map(|row| row.mask.iter().take_while(|&&m| m == 0).count())
             .min()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            / ROW_ALIGNMENT
+            * ROW_ALIGNMENT;
         if unused > 0 && self.started {
             if self.model.uses_cache() {
                 self.cache.drop_left(unused)?;
