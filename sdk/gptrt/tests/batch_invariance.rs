@@ -64,7 +64,9 @@ fn batched_sequences_get_their_solo_tokens_on_the_demo_model() {
         .collect();
     let lengths: std::collections::BTreeSet<usize> = prompts.iter().map(Vec::len).collect();
     assert_eq!(lengths.len(), 6, "six different lengths: {prompts:?}");
-    assert!(lengths.iter().any(|n| n % gptrt::ROW_ALIGNMENT != 0));
+    assert!(lengths
+        .iter()
+        .any(|n| !n.is_multiple_of(gptrt::ROW_ALIGNMENT)));
     for (name, config) in configs(&model) {
         let solo = alone(&model, &prompts, &config);
         assert!(
@@ -92,7 +94,13 @@ fn rows_joining_a_running_batch_get_their_solo_tokens() {
         .map(|p| model.tokenizer().encode(p).unwrap())
         .collect();
     let [(_, sampling), (_, greedy)] = configs(&model);
-    let config_of = |i: usize| if i % 2 == 0 { &sampling } else { &greedy };
+    let config_of = |i: usize| {
+        if i.is_multiple_of(2) {
+            &sampling
+        } else {
+            &greedy
+        }
+    };
     let solo: Vec<Vec<u32>> = (0..prompts.len())
         .map(|i| alone(&model, &prompts[i..=i], config_of(i)).remove(0))
         .collect();
