@@ -375,7 +375,8 @@ const char *gptrt_stop_reason_name(int32_t reason);
 // while its batch mates go on); beam search and plugin samplers are `GPTRT_ERROR_INVALID_OPTION`
 // at `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those
 // it would get alone, bit for bit (the rows are padded and masked, never mixed, and padded by
-// multiples of 8 positions so ONNX Runtime sums each row's attention in the same groups).
+// multiples of 8 positions so ONNX Runtime sums each row's attention in the same groups; a
+// joining generation may take up to 7 decode steps alone before it steps with the others).
 //
 // [thread-safe]
 //

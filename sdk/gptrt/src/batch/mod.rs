@@ -85,7 +85,8 @@ impl BatcherStats {
 /// [`crate::StopReason::MaxTime`] while its batch mates go on); beam search and plugin samplers
 /// are refused at [`crate::Session::start`] (use a session of its own for those). Each sequence's tokens are
 /// those it would get alone, bit for bit (the rows are padded and masked, never mixed, and each
-/// row's padding is a multiple of [`crate::ROW_ALIGNMENT`]).
+/// row's padding is a multiple of [`crate::ROW_ALIGNMENT`], which may cost a joining generation
+/// up to 7 decode steps alone before it steps with the others).
 #[derive(Clone)]
 pub struct Batcher(Arc<Engine>);
 

@@ -1,5 +1,6 @@
 //! Generation: prompts in, tokens out, one forward pass per step with the KV cache.
 
+mod align;
 mod beam;
 pub(crate) mod calls;
 mod output;
@@ -8,6 +9,7 @@ mod rows;
 mod run;
 mod stop;
 
+pub use align::ROW_ALIGNMENT;
 pub use output::{Generation, GenerationStats, StopReason, TokenEvent, TokenLogprob};
 pub(crate) use prepare::prepare_prompts;
 pub use prepare::MAX_ROWS;
@@ -27,14 +29,6 @@ use calls::Limits;
 use prepare::Prepared;
 use rows::{fresh_seed, select_row, Buffers, Row, StepFlags};
 
-/// Every row's left padding is a multiple of this, solo or batched, so a row's numbers do not
-/// depend on its batch mates. ONNX Runtime's CPU MatMul (attention weights x values) sums over
-/// the cached positions in groups of 4: shifting a row by a multiple of 4 positions gives
-/// bit-identical logits, any other shift changes them in the last bits (measured on every
-/// layout and on the int8 demo graph), enough to flip a sampled token. 8 leaves a margin for
-/// kernels that group by 8. A lone prompt is padded up to the next multiple too, so it runs
-/// exactly as it would inside any batch; the cost is at most 7 extra prompt positions.
-pub const ROW_ALIGNMENT: usize = 8;
 use stop::StopFilter;
 
 /// A batch of sequences in flight: tokens, KV cache, stop state. Advance it with [`Generator::step`].
@@ -203,6 +197,12 @@ impl<'m> Generator<'m> {
             }
             return Ok(false);
         }
+        // Rows whose padding would break their alignment run after the first group's pass.
+        let later = if self.started {
+            Vec::new()
+        } else {
+            self.split_off_misaligned()
+        };
         let began = Instant::now();
         // Each row's `max_time` counts from the pass that fed its prompt (a row that joined a
         // running batch brings its own start).
@@ -232,6 +232,11 @@ impl<'m> Generator<'m> {
             self.stats.prompt_seconds = seconds;
             self.started = true;
         }
+        for rows in later {
+            let mut group = self.sibling(rows);
+            group.step(on_token)?;
+            self.merge(group, on_token)?;
+        }
         Ok(!self.is_done())
     }
 
@@ -246,8 +251,7 @@ impl<'m> Generator<'m> {
                 .iter()
                 .map(|row| row.prompt_len)
                 .max()
-                .unwrap_or(0)
-                .next_multiple_of(ROW_ALIGNMENT);
+                .unwrap_or(0);
             for row in &mut self.rows {
                 let padding = width - row.prompt_len;
                 row.fed_ids
@@ -331,11 +335,11 @@ impl<'m> Generator<'m> {
 
     fn step_flags(&self) -> StepFlags {
         StepFlags {
-            // The batch's shared width (alignment padding included) stays within the window plus
-            // the alignment, so a lone row always reaches the window by its own positions first.
-            window_full: self.rows.first().is_some_and(|row| {
-                row.mask.len() >= self.model.config().n_positions + ROW_ALIGNMENT - 1
-            }),
+            // The batch can take one more step only while its shared width fits the window.
+            window_full: self
+                .rows
+                .first()
+                .is_some_and(|row| row.mask.len() >= self.model.config().n_positions),
             cancel: self.cancel.clone(),
         }
     }
@@ -372,48 +376,10 @@ impl<'m> Generator<'m> {
             self.rows.push(row);
             return Ok(id);
         }
-        // Run the newcomer's prompt alone; its first token comes from that pass. Then it steps
-        // alone until its width matches the batch's modulo ROW_ALIGNMENT (at most
-        // ROW_ALIGNMENT - 1 passes), so the padding that lines it up keeps it aligned.
+        // Run the newcomer's prompt alone; its first token comes from that pass.
         joining.rows[0].id = id;
         joining.step(on_token)?;
-        let width = self.rows.first().map_or(0, |r| r.mask.len());
-        while !joining.is_done()
-            && !self.rows.is_empty()
-            && joining.rows[0].mask.len() % ROW_ALIGNMENT != width % ROW_ALIGNMENT
-        {
-            joining.step(on_token)?;
-        }
-        self.stats.prompt_tokens += joining.stats.prompt_tokens;
-        self.stats.prompt_seconds += joining.stats.prompt_seconds;
-        self.stats.sampling_seconds += joining.stats.sampling_seconds;
-        let mut row = joining.rows.remove(0);
-        let own = row.mask.len();
-        if self.rows.is_empty() {
-            self.cache = joining.cache;
-        } else {
-            if own > width {
-                // The newcomer is longer: pad every row already in the batch.
-                self.cache.pad_left(own - width)?;
-                for existing in &mut self.rows {
-                    existing
-                        .fed_ids
-                        .splice(0..0, std::iter::repeat_n(i64::from(self.pad), own - width));
-                    existing
-                        .mask
-                        .splice(0..0, std::iter::repeat_n(0, own - width));
-                }
-            } else if width > own {
-                joining.cache.pad_left(width - own)?;
-                row.fed_ids
-                    .splice(0..0, std::iter::repeat_n(i64::from(self.pad), width - own));
-                row.mask.splice(0..0, std::iter::repeat_n(0, width - own));
-            }
-            if self.model.uses_cache() {
-                self.cache.append_rows(joining.cache)?;
-            }
-        }
-        self.rows.push(row);
+        self.merge(joining, on_token)?;
         Ok(id)
     }
 
@@ -483,8 +449,9 @@ impl<'m> Generator<'m> {
     }
 
     /// The results, one per row, in order.
-    pub fn into_generations(self) -> Vec<Generation> {
+    pub fn into_generations(mut self) -> Vec<Generation> {
         let stats = self.stats;
+        self.rows.sort_by_key(|row| row.id);
         self.rows
             .into_iter()
             .map(|row| row.into_generation(stats))
