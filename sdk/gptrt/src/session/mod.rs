@@ -27,7 +27,9 @@
 //! # }
 //! ```
 
+mod context;
 mod shared;
+mod turns;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -207,14 +209,18 @@ impl Session {
                 let cancel = self.shared.begin(None)?;
                 batcher.submit(BatchJob {
                     prompt: prompt.to_string(),
+                    turn: None,
                     config: config.clone(),
                     cancel,
                     member: self.shared.clone(),
                 });
             }
             None => {
-                self.shared
-                    .begin(Some((prompt.to_string(), config.clone(), samplers)))?;
+                self.shared.begin(Some((
+                    shared::JobInput::Prompt(prompt.to_string()),
+                    config.clone(),
+                    samplers,
+                )))?;
             }
         }
         Ok(())
