@@ -16,6 +16,8 @@ pub(crate) struct Context {
     pub next_seed: u64,
     /// Positions the model ran for this session, all passes (prefills, turns, decode steps).
     pub tokens_run: u64,
+    /// The settings of the last turn (saved with the session).
+    pub last_config: Option<crate::config::GenerationConfig>,
 }
 
 impl Context {
@@ -26,6 +28,7 @@ impl Context {
             cached: 0,
             next_seed: fresh_seed(),
             tokens_run: 0,
+            last_config: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl Context {
             cached: self.cached,
             next_seed: self.next_seed,
             tokens_run: 0,
+            last_config: self.last_config.clone(),
         })
     }
 }

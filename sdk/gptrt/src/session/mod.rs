@@ -28,6 +28,7 @@
 //! ```
 
 mod context;
+mod saved;
 mod shared;
 mod turns;
 mod worker;
@@ -44,6 +45,7 @@ use crate::model::Model;
 use crate::plugin::{PluginCallWatch, SamplerSpec, SharedPluginHost};
 use crate::worker::spawn_worker;
 
+pub use saved::SavedKv;
 use shared::{char_prefix, poll_state, FinishGuard, Shared};
 
 /// Where a session's generation is ([`Session::state`], and the state polling reports).

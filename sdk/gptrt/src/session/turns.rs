@@ -126,6 +126,12 @@ impl Session {
         Ok(self.context()?.tokens_run)
     }
 
+    /// The settings the last turn ran with (as given: a seed drawn from the session is not in
+    /// them), restored with a saved session. [`Error::Busy`] while a generation runs.
+    pub fn last_turn_config(&self) -> Result<Option<GenerationConfig>> {
+        Ok(self.context()?.last_config.clone())
+    }
+
     /// Seed the random state that turns without a `seed` of their own draw from.
     pub fn reseed(&self, seed: u64) -> Result<()> {
         self.context()?.next_seed = seed;
@@ -236,6 +242,7 @@ impl Session {
 
 /// The configuration of a turn: its own seed, or one drawn from the session.
 pub(crate) fn turn_config(context: &mut Context, config: &GenerationConfig) -> GenerationConfig {
+    context.last_config = Some(config.clone());
     let mut config = config.clone();
     if config.do_sample && config.seed.is_none() {
         config.seed = Some(context.take_seed());
