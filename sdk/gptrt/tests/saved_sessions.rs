@@ -100,7 +100,7 @@ fn saved_sizes_are_four_bytes_a_token_and_the_physical_minimum_of_the_cache() {
         let tokens = session.context_len().unwrap();
         let cached = session.cached_len().unwrap();
         let config_json = serde_json::to_vec(&greedy(8)).unwrap().len();
-        let fixed = HEADER + 4 + 8 + 4 + config_json + 4;
+        let fixed = HEADER + 4 + 8 + 4 + config_json + 4 + 4;
         let plain = session.save(SavedKv::None).unwrap();
         assert_eq!(plain.len(), fixed + 4 * tokens);
         let c = model.config();

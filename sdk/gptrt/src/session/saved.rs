@@ -3,7 +3,7 @@
 //! Header (152 bytes, little-endian): magic `GPTRTSES`, format version (u32), flags (u32: the KV
 //! encoding), the model's [`Fingerprint`] (96 bytes), the payload's length (u64) and its SHA-256
 //! (32 bytes). Payload: the token ids, the random state, the last turn's settings (JSON), the
-//! stop filter's held text, and optionally the KV cache's filled positions (fp32 or fp16).
+//! stop filter's held text, the caller's data, and optionally the KV cache's filled positions (fp32 or fp16).
 //! Every length read from the bytes is checked against what is left and against the model before
 //! anything is allocated.
 
@@ -25,6 +25,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 4 + 96 + 8 + 32;
 /// The most bytes of settings JSON a saved state may hold.
 const MAX_CONFIG_JSON: usize = 1 << 20;
+/// The most bytes of the caller's data a saved state may hold.
+const MAX_APP_DATA: usize = 16 << 20;
 
 /// Whether (and how) a saved session holds its KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,19 @@ impl Session {
     /// it with [`Session::restore`] on a session over the same model. [`Error::Busy`] while a
     /// generation runs.
     pub fn save(&self, kv: SavedKv) -> Result<Vec<u8>> {
+        self.save_with_data(kv, &[])
+    }
+
+    /// [`Session::save`] with `data` of the caller's own kept beside the sequence (a dialogue's
+    /// turn boundaries, a game's NPC id; at most 16 MB), returned by
+    /// [`Session::restore_with_data`].
+    pub fn save_with_data(&self, kv: SavedKv, data: &[u8]) -> Result<Vec<u8>> {
+        if data.len() > MAX_APP_DATA {
+            return Err(Error::InvalidArgument {
+                name: "data",
+                message: format!("{} bytes, more than {MAX_APP_DATA}", data.len()),
+            });
+        }
         let fingerprint = self.model.fingerprint()?;
         let context = self.context()?;
         let mut payload = Vec::with_capacity(64 + context.tokens.len() * 4);
@@ -80,6 +95,8 @@ impl Session {
         // The stop filter holds text only inside a turn; between turns (when a session can be
         // saved) it is empty. Kept so that a later version can save mid-turn.
         put_u32(&mut payload, 0);
+        put_u32(&mut payload, len_u32(data.len(), "data")?);
+        payload.extend_from_slice(data);
         let mut kv = kv;
         if context.cached == 0 {
             kv = SavedKv::None;
@@ -135,14 +152,20 @@ impl Session {
     /// cache runs its tokens through the model at the next turn. [`Error::Busy`] while a
     /// generation runs.
     pub fn restore(&self, bytes: &[u8]) -> Result<()> {
-        let restored = parse(&self.model, bytes)?;
+        self.restore_with_data(bytes).map(drop)
+    }
+
+    /// [`Session::restore`], returning the caller's data saved with
+    /// [`Session::save_with_data`] (empty when none).
+    pub fn restore_with_data(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        let (restored, data) = parse(&self.model, bytes)?;
         *self.context()? = restored;
-        Ok(())
+        Ok(data)
     }
 
     /// A new session (with its own worker) holding a saved sequence.
     pub fn from_saved(model: std::sync::Arc<Model>, bytes: &[u8]) -> Result<Session> {
-        let restored = parse(&model, bytes)?;
+        let (restored, _) = parse(&model, bytes)?;
         let session = Session::new(model)?;
         *session.shared.lock_context() = restored;
         Ok(session)
@@ -211,7 +234,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Check and decode a saved state for `model`.
-fn parse(model: &Model, bytes: &[u8]) -> Result<Context> {
+fn parse(model: &Model, bytes: &[u8]) -> Result<(Context, Vec<u8>)> {
     let magic_len = bytes.len().min(8);
     if bytes[..magic_len] != MAGIC[..magic_len] || bytes.is_empty() {
         return Err(damaged("not a gptrt saved session (no GPTRTSES magic)"));
@@ -292,6 +315,8 @@ fn parse(model: &Model, bytes: &[u8]) -> Result<Context> {
     };
     let held = reader.count(1, MAX_CONFIG_JSON, "stop filter bytes")?;
     reader.take(held, "stop filter text")?;
+    let data_len = reader.count(1, MAX_APP_DATA, "data bytes")?;
+    let data = reader.take(data_len, "data")?.to_vec();
     let (cache, cached) = match kv {
         SavedKv::None => (KvCache::default(), 0),
         SavedKv::F32 | SavedKv::F16 => read_cache(model, &mut reader, kv, tokens.len())?,
@@ -302,14 +327,17 @@ fn parse(model: &Model, bytes: &[u8]) -> Result<Context> {
             reader.bytes.len()
         )));
     }
-    Ok(Context {
-        tokens,
-        cache,
-        cached,
-        next_seed,
-        tokens_run: 0,
-        last_config,
-    })
+    Ok((
+        Context {
+            tokens,
+            cache,
+            cached,
+            next_seed,
+            tokens_run: 0,
+            last_config,
+        },
+        data,
+    ))
 }
 
 fn read_cache(
