@@ -51,24 +51,30 @@ fn main() -> gptrt::Result<()> {
     };
 
     // Time to first token of a turn: history in the cache, NEW_TOKENS appended, one token out.
-    let ttft = |history: usize| -> gptrt::Result<f64> {
+    // The short and long histories take turns, so a busy machine slows both alike.
+    let ready = |history: usize| -> gptrt::Result<Session> {
         let session = Session::new(model.clone())?;
         session.append_tokens(&corpus[..history])?;
         session.prefill()?;
-        let new = &corpus[history..history + NEW_TOKENS];
-        let mut samples = Vec::new();
-        for _ in 0..rounds + 1 {
-            session.rewind(history)?;
-            session.append_tokens(new)?;
-            let start = Instant::now();
-            session.generate_turn(&one_token, &mut |_| true)?;
-            samples.push(ms(start));
-        }
-        samples.remove(0); // warm-up
-        Ok(median(samples))
+        Ok(session)
     };
-    let ttft_short = ttft(SHORT_HISTORY)?;
-    let ttft_long = ttft(long_history)?;
+    let turn = |session: &Session, history: usize| -> gptrt::Result<f64> {
+        session.rewind(history)?;
+        session.append_tokens(&corpus[history..history + NEW_TOKENS])?;
+        let start = Instant::now();
+        session.generate_turn(&one_token, &mut |_| true)?;
+        Ok(ms(start))
+    };
+    let (short, long) = (ready(SHORT_HISTORY)?, ready(long_history)?);
+    turn(&short, SHORT_HISTORY)?;
+    turn(&long, long_history)?;
+    let (mut short_samples, mut long_samples) = (Vec::new(), Vec::new());
+    for _ in 0..rounds * 2 {
+        short_samples.push(turn(&short, SHORT_HISTORY)?);
+        long_samples.push(turn(&long, long_history)?);
+    }
+    let (ttft_short, ttft_long) = (median(short_samples), median(long_samples));
+    drop((short, long));
 
     // A persona: prefilled, or forked from a session that holds it.
     let persona = &corpus[..PERSONA_TOKENS.min(window - 8)];
@@ -80,7 +86,11 @@ fn main() -> gptrt::Result<()> {
         Ok(ms(start))
     };
     prefill()?;
-    let prefill_ms = median((0..rounds).map(|_| prefill()).collect::<gptrt::Result<_>>()?);
+    let prefill_ms = median(
+        (0..rounds)
+            .map(|_| prefill())
+            .collect::<gptrt::Result<_>>()?,
+    );
     let source = Session::new(model.clone())?;
     source.append_tokens(persona)?;
     source.prefill()?;
