@@ -77,7 +77,10 @@ const PLUGIN_CALL_GRACE: Duration = Duration::from_millis(500);
 /// of its last generation.
 ///
 /// A session runs one generation at a time: starting another while one runs is [`Error::Busy`].
-/// Each generation starts from its prompt with a fresh KV cache. Sessions are cheap; make one per
+/// A generation from [`Session::start`] starts from its prompt with a fresh KV cache; a turn
+/// ([`Session::start_turn`], [`Session::generate_turn`]) continues the session's own sequence,
+/// whose tokens and cache it keeps across turns (append, rewind, fork, save and restore it: see
+/// `turns.rs` and `saved.rs`). Sessions are cheap; make one per
 /// conversation, NPC or request, all over one model. Every method takes `&self`: share a session
 /// between threads in an `Arc`.
 pub struct Session {
