@@ -50,6 +50,23 @@
 // 1 when the DirectML execution provider is compiled in (not yet in any build).
 #define GPTRT_FEATURE_DIRECTML 0
 
+// Whether a saved session holds its KV cache (`gptrt_session_save`).
+enum gptrt_saved_kv_t
+#ifdef __cplusplus
+  : int32_t
+#endif // __cplusplus
+ {
+  // Tokens only (4 bytes a token): the next turn after restoring runs them again.
+  GPTRT_SAVED_KV_NONE = 0,
+  // The cache's filled positions as fp32: restored exactly, nothing runs again.
+  GPTRT_SAVED_KV_F32 = 1,
+  // As fp16: half the bytes, the restored cache rounded to fp16.
+  GPTRT_SAVED_KV_F16 = 2,
+};
+#ifndef __cplusplus
+typedef int32_t gptrt_saved_kv_t;
+#endif // __cplusplus
+
 // Where a session's generation is (`gptrt_session_state`, and the state the poll functions
 // report).
 enum gptrt_session_state_t
@@ -214,6 +231,31 @@ typedef struct gptrt_session_t gptrt_session_t;
 // thread-safe.
 typedef struct gptrt_tokenizer_t gptrt_tokenizer_t;
 
+// One generated token, handed to a `gptrt_token_callback_t`.
+typedef struct {
+  // `sizeof(gptrt_token_event_t)` as gptrt was compiled: fields are only ever appended, so
+  // check it before reading a field newer than your header.
+  size_t struct_size;
+  // The token id.
+  uint32_t token_id;
+  // The text this token completed, NUL-terminated UTF-8, valid only during the callback. May be
+  // empty: part of a multi-byte character, a special token, or text held back because it may
+  // start a stop string. Concatenating every event's text gives the final text.
+  const char *text;
+  // Bytes in `text`, the NUL not included.
+  size_t text_len;
+  // 0 for the first generated token, then 1, 2, ...
+  size_t index;
+} gptrt_token_event_t;
+
+// Called for each generated token by `gptrt_session_generate`, on the calling thread.
+// `user_data` is the pointer given to `gptrt_session_generate`. Return `true` to continue,
+// `false` to stop (stop reason `GPTRT_STOP_CALLBACK`). The callback may call
+// `gptrt_session_cancel`, and any gptrt function on other objects; it must not unwind (no C++
+// exception may leave it, no `longjmp` out of it).
+typedef bool (*gptrt_token_callback_t)(void *user_data,
+                                       const gptrt_token_event_t *event);
+
 // A model's files as bytes in memory, for `gptrt_model_load_from_memory` (files packed in a game's
 // archive, embedded in an executable...). Zero-initialise it, set `struct_size`, then point at
 // each file. The bytes are read during the call only: free them as soon as it returns.
@@ -283,31 +325,6 @@ typedef struct {
   // One of `GPTRT_OPTIMIZATION_*` (0 = `GPTRT_OPTIMIZATION_DEFAULT`).
   gptrt_optimization_level_t optimization_level;
 } gptrt_runtime_options_t;
-
-// One generated token, handed to a `gptrt_token_callback_t`.
-typedef struct {
-  // `sizeof(gptrt_token_event_t)` as gptrt was compiled: fields are only ever appended, so
-  // check it before reading a field newer than your header.
-  size_t struct_size;
-  // The token id.
-  uint32_t token_id;
-  // The text this token completed, NUL-terminated UTF-8, valid only during the callback. May be
-  // empty: part of a multi-byte character, a special token, or text held back because it may
-  // start a stop string. Concatenating every event's text gives the final text.
-  const char *text;
-  // Bytes in `text`, the NUL not included.
-  size_t text_len;
-  // 0 for the first generated token, then 1, 2, ...
-  size_t index;
-} gptrt_token_event_t;
-
-// Called for each generated token by `gptrt_session_generate`, on the calling thread.
-// `user_data` is the pointer given to `gptrt_session_generate`. Return `true` to continue,
-// `false` to stop (stop reason `GPTRT_STOP_CALLBACK`). The callback may call
-// `gptrt_session_cancel`, and any gptrt function on other objects; it must not unwind (no C++
-// exception may leave it, no `longjmp` out of it).
-typedef bool (*gptrt_token_callback_t)(void *user_data,
-                                       const gptrt_token_event_t *event);
 
 // `early_stopping = false` (the default): stop when the best running beam can no longer beat the
 // worst finished one, judged at the current length.
@@ -405,6 +422,153 @@ gptrt_status_t gptrt_batcher_stats_json(const gptrt_batcher_t *batcher,
                                         char *buffer,
                                         size_t capacity,
                                         size_t *out_size);
+
+// Append `text` (UTF-8, tokenized on its own) to the session's sequence. Nothing runs through
+// the model until the next turn or `gptrt_session_prefill`. `*out_count` (may be NULL) receives
+// the number of tokens added. `GPTRT_ERROR_BUSY` while a generation runs.
+//
+// [thread-safe; fails with BUSY while a generation runs]
+//
+// # Safety
+// `text` is NULL or NUL-terminated; `out_count` is NULL or valid for a write.
+gptrt_status_t gptrt_session_append_text(gptrt_session_t *session,
+                                         const char *text,
+                                         size_t *out_count);
+
+// Append `count` token ids (checked against the vocabulary) to the session's sequence.
+//
+// [thread-safe; fails with BUSY while a generation runs]
+//
+// # Safety
+// `ids` is NULL (with `count` 0) or valid for `count` ids.
+gptrt_status_t gptrt_session_append_tokens(gptrt_session_t *session,
+                                           const uint32_t *ids,
+                                           size_t count);
+
+// Run the tokens appended since the last pass through the model now, on the calling thread
+// (e.g. a persona while loading, before forking NPCs from it). `*out_count` (may be NULL)
+// receives how many ran. `GPTRT_ERROR_CONTEXT_OVERFLOW` when the sequence does not fit the
+// window (the tokens stay: rewind them).
+//
+// [thread-safe; blocks for the forward pass; BUSY while a generation runs]
+//
+// # Safety
+// `out_count` is NULL or valid for a write.
+gptrt_status_t gptrt_session_prefill(gptrt_session_t *session,
+                                     size_t *out_count);
+
+// Start a turn: generate after the session's sequence on its worker (or in its batcher's batch)
+// and return at once; poll it with `gptrt_session_poll` / `gptrt_session_poll_tokens` and read
+// the result as after `gptrt_session_start`. Only the tokens not yet in the KV cache run (what
+// was appended since the last turn, and the last token of the previous reply). The turn's tokens
+// join the sequence (stop-string tokens included). A sampled turn whose options set no seed
+// draws one from the session's random state. Beam search runs without the cache and leaves none.
+// `options` may be NULL for the model's `generation_config.json`.
+//
+// [thread-safe; one generation at a time per session]
+gptrt_status_t gptrt_session_start_turn(gptrt_session_t *session,
+                                        const gptrt_generation_options_t *options);
+
+// `gptrt_session_start_turn` on the calling thread, calling `callback` (may be NULL) for each
+// token as `gptrt_session_generate` does.
+//
+// [thread-safe; one generation at a time per session; blocks the calling thread]
+//
+// # Safety
+// `callback`, when not NULL, is safe to call with `user_data`.
+gptrt_status_t gptrt_session_generate_turn(gptrt_session_t *session,
+                                           const gptrt_generation_options_t *options,
+                                           gptrt_token_callback_t callback,
+                                           void *user_data);
+
+// Cut the session's sequence back to its first `length` tokens (a length past its end changes
+// nothing); the KV cache keeps its first `length` positions, so nothing runs again.
+//
+// [thread-safe; BUSY while a generation runs]
+gptrt_status_t gptrt_session_rewind(gptrt_session_t *session,
+                                    size_t length);
+
+// Make the sequence `ids` (a whole transcript a stateless host sends again): the longest prefix
+// it shares with what the session holds is kept with its cache, the rest appended.
+// `*out_kept` (may be NULL) receives the length of the prefix kept.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// `ids` is NULL (with `count` 0) or valid for `count` ids; `out_kept` is NULL or valid.
+gptrt_status_t gptrt_session_set_tokens(gptrt_session_t *session,
+                                        const uint32_t *ids,
+                                        size_t count,
+                                        size_t *out_kept);
+
+// The session's whole sequence (appended and generated tokens). `*out_count` receives its
+// length, also with `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass `ids = NULL, capacity = 0` to ask.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// `ids` is NULL or valid for `capacity` ids; `out_count` is NULL or valid for a write.
+gptrt_status_t gptrt_session_context_tokens(const gptrt_session_t *session,
+                                            uint32_t *ids,
+                                            size_t capacity,
+                                            size_t *out_count);
+
+// Counts of the session's sequence: `*out_length` tokens, of which the first `*out_cached` are
+// in the KV cache; `*out_tokens_run` positions the model ran for the sequence so far (every
+// prefill, turn and decode step). Any out-parameter may be NULL.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// Each out-parameter is NULL or valid for a write.
+gptrt_status_t gptrt_session_context_counts(const gptrt_session_t *session,
+                                            size_t *out_length,
+                                            size_t *out_cached,
+                                            uint64_t *out_tokens_run);
+
+// A new session holding a copy of this one's sequence, KV cache and random state (over the same
+// model, or in the same batcher): an NPC forked from a persona starts without running it again.
+// Release it with `gptrt_session_free`.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// `out_session` is NULL or valid for a write.
+gptrt_status_t gptrt_session_fork(const gptrt_session_t *session,
+                                  gptrt_session_t **out_session);
+
+// Seed the random state that sampled turns without a seed of their own draw from (forked NPCs
+// share their parent's until reseeded).
+//
+// [thread-safe; BUSY while a generation runs]
+gptrt_status_t gptrt_session_reseed(gptrt_session_t *session,
+                                    uint64_t seed);
+
+// Save the session's sequence (docs/saved-sessions.md: tokens, random state, last turn's
+// settings, and with `kv`, a `gptrt_saved_kv_t`, the KV cache) into `buffer`. `*out_size` receives the bytes needed,
+// also with `GPTRT_ERROR_BUFFER_TOO_SMALL`; pass `buffer = NULL, capacity = 0` to ask.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// `buffer` is NULL or valid for `capacity` bytes; `out_size` is NULL or valid for a write.
+gptrt_status_t gptrt_session_save(const gptrt_session_t *session,
+                                  int32_t kv,
+                                  uint8_t *buffer,
+                                  size_t capacity,
+                                  size_t *out_size);
+
+// Replace the session's sequence with a saved one (`gptrt_session_save`). A state saved for
+// another model, or damaged or truncated, is `GPTRT_ERROR_INVALID_ARGUMENT` with a message that
+// names the problem (both fingerprints for another model); the session then keeps what it held.
+//
+// [thread-safe; BUSY while a generation runs]
+//
+// # Safety
+// `data` is NULL (with `size` 0) or valid for `size` bytes.
+gptrt_status_t gptrt_session_restore(gptrt_session_t *session,
+                                     const uint8_t *data,
+                                     size_t size);
 
 // Load a model from an export folder (or one `.onnx` file inside it), UTF-8 path.
 //

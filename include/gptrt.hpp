@@ -530,6 +530,87 @@ public:
         });
     }
 
+    // ---- dialogue: the session keeps its sequence and KV cache across turns ----
+
+    // Append text (tokenized on its own) or token ids; nothing runs until the next turn or
+    // prefill(). append_text returns the number of tokens added.
+    size_t append_text(const std::string &text) {
+        size_t count = 0;
+        detail::check(gptrt_session_append_text(get(), detail::c_str(text, "text"), &count));
+        return count;
+    }
+    void append_tokens(const std::vector<uint32_t> &ids) {
+        detail::check(gptrt_session_append_tokens(get(), ids.data(), ids.size()));
+    }
+    // Run the appended tokens now (a persona before forking NPCs); returns how many ran.
+    size_t prefill() {
+        size_t count = 0;
+        detail::check(gptrt_session_prefill(get(), &count));
+        return count;
+    }
+    // Continue the sequence on the worker (or in the batcher); poll() as after start().
+    void start_turn() { detail::check(gptrt_session_start_turn(get(), nullptr)); }
+    void start_turn(const GenerationOptions &options) { detail::check(gptrt_session_start_turn(get(), options.get())); }
+    // Continue the sequence on this thread.
+    void generate_turn() { detail::check(gptrt_session_generate_turn(get(), nullptr, nullptr, nullptr)); }
+    void generate_turn(const GenerationOptions &options) {
+        detail::check(gptrt_session_generate_turn(get(), options.get(), nullptr, nullptr));
+    }
+    template <typename F, typename = std::enable_if_t<std::is_invocable_r_v<bool, F &, const Token &>>>
+    void generate_turn(const GenerationOptions &options, F &&on_token) {
+        CallbackState<F> state{&on_token, nullptr};
+        detail::check(gptrt_session_generate_turn(get(), options.get(), &Session::trampoline<F>, &state));
+        if (state.error) {
+            std::rethrow_exception(state.error);
+        }
+    }
+    // Cut the sequence back to `length` tokens (the cache too; nothing runs again).
+    void rewind(size_t length) { detail::check(gptrt_session_rewind(get(), length)); }
+    // Make the sequence `ids`, keeping the longest common prefix; returns its length.
+    size_t set_tokens(const std::vector<uint32_t> &ids) {
+        size_t kept = 0;
+        detail::check(gptrt_session_set_tokens(get(), ids.data(), ids.size(), &kept));
+        return kept;
+    }
+    // The whole sequence.
+    std::vector<uint32_t> context_tokens() const {
+        return detail::read_ids([&](uint32_t *ids, size_t capacity, size_t *count) {
+            return gptrt_session_context_tokens(get(), ids, capacity, count);
+        });
+    }
+    struct ContextCounts {
+        size_t length;      // tokens in the sequence
+        size_t cached;      // of which in the KV cache
+        uint64_t tokens_run; // positions the model ran for the sequence so far
+    };
+    ContextCounts context_counts() const {
+        ContextCounts counts{0, 0, 0};
+        detail::check(gptrt_session_context_counts(get(), &counts.length, &counts.cached, &counts.tokens_run));
+        return counts;
+    }
+    // A new session with a copy of the sequence, cache and random state (nothing runs again).
+    Session fork() const {
+        gptrt_session_t *handle = nullptr;
+        detail::check(gptrt_session_fork(get(), &handle));
+        return Session(handle);
+    }
+    void reseed(uint64_t seed) { detail::check(gptrt_session_reseed(get(), seed)); }
+    // The saved state (docs/saved-sessions.md); kv: GPTRT_SAVED_KV_NONE, _F32 or _F16.
+    std::vector<uint8_t> save(gptrt_saved_kv_t kv = GPTRT_SAVED_KV_NONE) const {
+        size_t size = 0;
+        gptrt_status_t status = gptrt_session_save(get(), kv, nullptr, 0, &size);
+        if (status != GPTRT_ERROR_BUFFER_TOO_SMALL) {
+            detail::check(status);
+        }
+        std::vector<uint8_t> bytes(size);
+        detail::check(gptrt_session_save(get(), kv, bytes.data(), bytes.size(), &size));
+        bytes.resize(size);
+        return bytes;
+    }
+    void restore(const std::vector<uint8_t> &bytes) {
+        detail::check(gptrt_session_restore(get(), bytes.data(), bytes.size()));
+    }
+
     gptrt_session_t *get() const noexcept { return handle_.get(); }
 
 private:
@@ -564,6 +645,8 @@ private:
         gptrt_status_t status = gptrt_session_generate(get(), detail::c_str(prompt, "prompt"), options, callback, user_data);
         detail::check(status);
     }
+
+    explicit Session(gptrt_session_t *adopted) { handle_.reset(adopted); }
 
     detail::Handle<gptrt_session_t, gptrt_session_free> handle_;
 };

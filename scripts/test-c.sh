@@ -51,6 +51,7 @@ $C examples/c/generate.c -o "$OUT/generate-static" $STATIC
 $CXX examples/cpp/generate.cpp -o "$OUT/generate-cpp" $DYNAMIC
 $C examples/game-loop/game_loop.c -o "$OUT/game_loop" $DYNAMIC
 $C -pthread tests/c/capi_test.c -o "$OUT/capi_test" $DYNAMIC
+$C tests/c/dialogue_test.c -o "$OUT/dialogue_test" $DYNAMIC
 { set +x; } 2>/dev/null
 
 MODEL=models/fixtures/tiny-random-gpt2/single
@@ -93,4 +94,5 @@ run_valgrind() { # name, command...
 run_valgrind "examples/c/generate.c" "$OUT/generate" "$MODEL" "Hello world" 8
 run_valgrind "examples/game-loop/game_loop.c" "$OUT/game_loop" "$MODEL" 1 8
 run_valgrind "tests/c/capi_test.c" "$OUT/capi_test" "$MODEL" 4 "Hello world"
+run_valgrind "tests/c/dialogue_test.c" "$OUT/dialogue_test" "$MODEL" quick
 echo "test-c: all C API checks passed"

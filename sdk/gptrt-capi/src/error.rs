@@ -147,7 +147,7 @@ pub(crate) fn status_of(error: &gptrt::Error) -> gptrt_status_t {
     match error {
         E::RuntimeLibrary { .. } | E::RuntimeLibraryConflict { .. } => GPTRT_ERROR_RUNTIME_LIBRARY,
         E::Provider { .. } => GPTRT_ERROR_EXECUTION_PROVIDER,
-        E::InvalidArgument { .. } => GPTRT_ERROR_INVALID_ARGUMENT,
+        E::InvalidArgument { .. } | E::SavedState { .. } => GPTRT_ERROR_INVALID_ARGUMENT,
         E::Ort { .. } => GPTRT_ERROR_ONNX_RUNTIME,
         E::ModelFiles { .. } => GPTRT_ERROR_MODEL_FILES,
         E::Config { .. } => GPTRT_ERROR_MODEL_CONFIG,

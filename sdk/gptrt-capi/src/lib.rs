@@ -27,6 +27,7 @@ use std::ffi::c_char;
 
 // The order of these modules is the order of the header's sections.
 pub mod batcher;
+pub mod dialogue;
 pub mod error;
 mod ffi;
 pub mod handles;
@@ -38,6 +39,7 @@ pub mod session;
 pub mod tokenizer;
 
 pub use batcher::gptrt_batcher_t;
+pub use dialogue::gptrt_saved_kv_t;
 pub use error::gptrt_status_t;
 use error::STATUSES;
 pub use model::gptrt_model_t;

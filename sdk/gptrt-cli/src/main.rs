@@ -14,6 +14,8 @@ macro_rules! say {
 
 mod args;
 mod bench;
+mod chat;
+mod dialogue;
 mod generate;
 mod generation_flags;
 mod inspect;
@@ -48,6 +50,8 @@ enum Command {
     Task(task::TaskArgs),
     /// Perplexity of a UTF-8 text file under the model (one window of n_positions tokens).
     Perplexity(perplexity::PerplexityArgs),
+    /// A multi-turn dialogue that keeps its KV cache across turns (interactive, or --script FILE).
+    Chat(Box<chat::ChatArgs>),
     /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
     Bench(bench::BenchArgs),
 }
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Chat(args) => chat::chat(*args),
         Command::Plugins(command) => plugins::plugins(command),
         Command::Task(args) => task::task(args),
         Command::Perplexity(args) => perplexity::perplexity(args),

@@ -166,6 +166,13 @@ pub enum Error {
         /// Where it happened and the panic's message.
         message: String,
     },
+    /// A saved session state that cannot be restored: damaged, truncated, of another format
+    /// version, or saved for another model (the message names both fingerprints).
+    #[error("saved session state: {message}")]
+    SavedState {
+        /// What is wrong with it.
+        message: String,
+    },
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -64,7 +64,7 @@ pub use generate::{
     ROW_ALIGNMENT,
 };
 pub use layout::{Layout, Signature, TensorInfo};
-pub use model::{Model, ModelBytes};
+pub use model::{Fingerprint, Model, ModelBytes};
 pub use plugin::{
     Allowlist, PluginHost, PluginInfo, PluginKind, PluginLibrary, PluginSampler, SamplerSpec,
     SharedPluginHost, TaskHead,
@@ -72,5 +72,5 @@ pub use plugin::{
 pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
-pub use session::{Session, SessionState};
+pub use session::{SavedKv, Session, SessionState};
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -26,12 +26,34 @@ pub(crate) trait Member: Send + Sync {
     fn push_token(&self, event: &TokenEvent<'_>);
     /// Store the generation's outcome.
     fn finish(&self, outcome: std::result::Result<Generation, Arc<Error>>);
+    /// Store a session turn's outcome with the sequence and cache it leaves (`None` when the
+    /// turn failed: the session keeps its tokens and runs them all again next time).
+    fn finish_turn(
+        &self,
+        outcome: std::result::Result<Generation, Arc<Error>>,
+        state: Option<TurnState>,
+    ) {
+        drop(state);
+        self.finish(outcome);
+    }
+}
+
+/// A session's sequence going into a batch (and coming back out): its tokens, and the cache of
+/// their first `cached` positions.
+pub(crate) struct TurnState {
+    pub tokens: Vec<u32>,
+    pub cache: crate::kv::KvCache,
+    pub cached: usize,
+    /// Positions the model ran for this turn (set when it comes back out).
+    pub ran: usize,
 }
 
 /// A generation handed to the batcher; its session is already marked running with `cancel` as
 /// its token.
 pub(crate) struct BatchJob {
     pub prompt: String,
+    /// A session's turn: generate after this sequence (`prompt` is then unused).
+    pub turn: Option<TurnState>,
     pub config: GenerationConfig,
     pub cancel: CancelToken,
     pub member: Arc<dyn Member>,

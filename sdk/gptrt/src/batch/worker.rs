@@ -10,12 +10,14 @@ use crate::generate::{CancelToken, Generator, StopReason, TokenEvent};
 use crate::model::Model;
 use crate::worker::{panicked, yield_to_host_threads};
 
-use super::{lock, BatchJob, BatcherStats, Inner, Member};
+use super::{lock, BatchJob, BatcherStats, Inner, Member, TurnState};
 
 /// A row of the batch: whose it is and how to stop it.
 struct Row {
     member: Arc<dyn Member>,
     cancel: CancelToken,
+    /// A session's turn: the positions its cache held when it came in.
+    turn: Option<usize>,
 }
 
 /// Route a token to its session; `false` stops a row whose session was cancelled or dropped.
@@ -52,8 +54,18 @@ pub(super) fn batcher_main(model: Arc<Model>, inner: Arc<Inner>) {
             return;
         }
         let mut stats = *lock(&inner.stats);
+        let mut deferred = Vec::new();
         for job in jobs {
+            // A resumed sequence joins a batch that has had its first pass (its own pass then
+            // runs alone): one made in this very round waits for the next.
+            if job.turn.is_some() && generator.as_ref().is_some_and(|g| !g.is_started()) {
+                deferred.push(job);
+                continue;
+            }
             admit(&model, &mut generator, &mut rows, job, &mut stats);
+        }
+        if !deferred.is_empty() {
+            lock(&inner.queue).pending.extend(deferred);
         }
         if let Some(batch) = generator.as_mut().filter(|g| !g.is_empty()) {
             let width = batch.len();
@@ -102,9 +114,24 @@ fn admit<'m>(
     let row = Row {
         member: job.member,
         cancel: job.cancel,
+        turn: job.turn.as_ref().map(|turn| turn.cached),
     };
     let tokens_before = stats.tokens;
     let admitted = catch_unwind(AssertUnwindSafe(|| -> Result<usize> {
+        if let Some(turn) = job.turn {
+            let resumed =
+                Generator::resume(model, turn.tokens, turn.cache, turn.cached, &job.config)?;
+            return match generator {
+                None => {
+                    let id = resumed.row_ids().first().copied().unwrap_or(0);
+                    *generator = Some(resumed);
+                    Ok(id)
+                }
+                Some(batch) => {
+                    batch.join_generator(resumed, &mut |event| deliver(&row, event, stats))
+                }
+            };
+        }
         let ids = model.tokenizer().encode(&job.prompt)?;
         match generator {
             None => {
@@ -142,7 +169,7 @@ fn admit<'m>(
         Ok(id) => {
             rows.insert(id, row);
         }
-        Err(error) => row.member.finish(Err(Arc::new(error))),
+        Err(error) => row.member.finish_turn(Err(Arc::new(error)), None),
     }
 }
 
@@ -151,6 +178,23 @@ fn retire(generator: &mut Option<Generator<'_>>, rows: &mut HashMap<usize, Row>)
     let Some(batch) = generator.as_mut() else {
         return;
     };
+    // The stopped turns' sequences and caches, copied out before retiring drops their rows.
+    let mut states = HashMap::new();
+    for (&id, row) in rows.iter() {
+        if let Some(before) = row.turn {
+            if batch.is_stopped(id) {
+                let state = batch
+                    .stopped_row_state(id)
+                    .map(|(tokens, cache, cached)| TurnState {
+                        ran: cached.saturating_sub(before).max(1),
+                        tokens,
+                        cache,
+                        cached,
+                    });
+                states.insert(id, state);
+            }
+        }
+    }
     match batch.retire() {
         Ok(done) => {
             for (id, mut generation) in done {
@@ -160,7 +204,11 @@ fn retire(generator: &mut Option<Generator<'_>>, rows: &mut HashMap<usize, Row>)
                 if generation.stop_reason == StopReason::Callback && row.cancel.is_cancelled() {
                     generation.stop_reason = StopReason::Cancelled;
                 }
-                row.member.finish(Ok(generation));
+                match states.remove(&id) {
+                    Some(Ok(state)) => row.member.finish_turn(Ok(generation), Some(state)),
+                    Some(Err(error)) => row.member.finish_turn(Err(Arc::new(error)), None),
+                    None => row.member.finish(Ok(generation)),
+                }
             }
         }
         Err(error) => fail_batch(generator, rows, error),

@@ -65,6 +65,8 @@ impl<'m> Generator<'m> {
             stats: Default::default(),
             started: false,
             cancel: self.cancel.clone(),
+            resumed: 0,
+            fed: 0,
         }
     }
 
@@ -83,16 +85,16 @@ impl<'m> Generator<'m> {
         on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<()> {
         if self.rows.is_empty() {
+            self.add_stats(&other);
             self.cache = other.cache;
             self.rows = other.rows;
-            self.add_stats(&other.stats);
             return Ok(());
         }
         let width = self.width();
         while !other.is_done() && other.width() % ROW_ALIGNMENT != width % ROW_ALIGNMENT {
             other.step(on_token)?;
         }
-        self.add_stats(&other.stats);
+        self.add_stats(&other);
         let own = other.width();
         let uses_cache = self.model.uses_cache();
         if own > width && other.is_done() {
@@ -121,7 +123,9 @@ impl<'m> Generator<'m> {
         Ok(())
     }
 
-    fn add_stats(&mut self, other: &super::GenerationStats) {
+    fn add_stats(&mut self, other: &Generator<'m>) {
+        self.fed += other.fed;
+        let other = &other.stats;
         self.stats.prompt_tokens += other.prompt_tokens;
         self.stats.prompt_seconds += other.prompt_seconds;
         self.stats.decode_tokens += other.decode_tokens;

@@ -5,6 +5,7 @@ mod beam;
 pub(crate) mod calls;
 mod output;
 mod prepare;
+mod resume;
 mod rows;
 mod run;
 mod stop;
@@ -13,6 +14,8 @@ pub use align::ROW_ALIGNMENT;
 pub use output::{Generation, GenerationStats, StopReason, TokenEvent, TokenLogprob};
 pub(crate) use prepare::prepare_prompts;
 pub use prepare::MAX_ROWS;
+pub(crate) use resume::prefill;
+pub(crate) use rows::fresh_seed;
 pub use stop::CancelToken;
 
 use std::time::Instant;
@@ -27,7 +30,7 @@ use crate::tokenizer::StreamDecoder;
 use calls::Limits;
 
 use prepare::Prepared;
-use rows::{fresh_seed, select_row, Buffers, Row, StepFlags};
+use rows::{select_row, Buffers, Row, StepFlags};
 
 use stop::StopFilter;
 
@@ -47,6 +50,11 @@ pub struct Generator<'m> {
     stats: GenerationStats,
     started: bool,
     cancel: CancelToken,
+    /// Positions of the single row already in `cache` when a session resumes its sequence: the
+    /// first pass feeds only the tokens after them.
+    resumed: usize,
+    /// Positions fed to the model so far, all passes (padding included).
+    fed: usize,
 }
 
 impl<'m> Generator<'m> {
@@ -128,6 +136,8 @@ impl<'m> Generator<'m> {
             stats: GenerationStats::default(),
             started: false,
             cancel: CancelToken::new(),
+            resumed: 0,
+            fed: 0,
         })
     }
 
@@ -221,6 +231,7 @@ impl<'m> Generator<'m> {
             &mut self.cache,
             &mut self.logits,
         )?;
+        self.fed += self.input_ids.len();
         let active = self.rows.iter().filter(|row| row.stop.is_none()).count();
         self.select_tokens(on_token)?;
         let seconds = began.elapsed().as_secs_f64();
@@ -228,7 +239,8 @@ impl<'m> Generator<'m> {
             self.stats.decode_tokens += active;
             self.stats.decode_seconds += seconds;
         } else {
-            self.stats.prompt_tokens = self.rows.iter().map(|row| row.prompt_len).sum();
+            self.stats.prompt_tokens =
+                self.rows.iter().map(|row| row.prompt_len).sum::<usize>() - self.resumed;
             self.stats.prompt_seconds = seconds;
             self.started = true;
         }
@@ -275,7 +287,11 @@ impl<'m> Generator<'m> {
         }
         let full = !self.started || !self.model.uses_cache();
         let width = self.rows[0].mask.len();
-        let seq = if full { width } else { 1 };
+        let seq = match (full, self.started) {
+            (true, false) => width - self.resumed,
+            (true, true) => width,
+            (false, _) => 1,
+        };
         for row in &self.rows {
             self.input_ids
                 .extend_from_slice(&row.fed_ids[width - seq..]);
@@ -283,9 +299,11 @@ impl<'m> Generator<'m> {
             // Hugging Face: position_ids = cumsum(attention_mask) - 1, set to 1 where masked.
             if full {
                 let mut seen = 0i64;
-                for &m in &row.mask {
+                for (at, &m) in row.mask.iter().enumerate() {
                     seen += m;
-                    self.position_ids.push(if m == 0 { 1 } else { seen - 1 });
+                    if at >= width - seq {
+                        self.position_ids.push(if m == 0 { 1 } else { seen - 1 });
+                    }
                 }
             } else {
                 self.position_ids.push(row.next_position());
@@ -361,7 +379,16 @@ impl<'m> Generator<'m> {
                 message: "beam search cannot join a running batch".to_string(),
             });
         }
-        let mut joining = Generator::new(self.model, vec![prompt], config)?;
+        let joining = Generator::new(self.model, vec![prompt], config)?;
+        self.join_generator(joining, on_token)
+    }
+
+    /// [`Generator::join`] for a one-row generator made by the caller (a resumed sequence).
+    pub(crate) fn join_generator(
+        &mut self,
+        mut joining: Generator<'m>,
+        on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<usize> {
         if joining.rows.len() != 1 {
             return Err(Error::InvalidOption {
                 field: "num_return_sequences",
@@ -370,11 +397,17 @@ impl<'m> Generator<'m> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        if !self.started {
+        if !self.started && joining.resumed == 0 && self.resumed == 0 {
             let mut row = joining.rows.remove(0);
             row.id = id;
             self.rows.push(row);
             return Ok(id);
+        }
+        if !self.started {
+            return Err(Error::Internal {
+                context: "continuous batching",
+                message: "a resumed sequence cannot join a batch before its first pass".to_string(),
+            });
         }
         // Run the newcomer's prompt alone; its first token comes from that pass.
         joining.rows[0].id = id;

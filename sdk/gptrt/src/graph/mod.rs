@@ -24,6 +24,9 @@ pub(crate) struct Graph {
     session: Mutex<Session>,
     pub(crate) signature: Signature,
     pub(crate) provider: ProviderChoice,
+    /// SHA-256 of the graph's bytes when it was loaded from memory (a file is hashed when a
+    /// fingerprint is first asked for).
+    pub(crate) memory_hash: Option<[u8; 32]>,
 }
 
 impl Graph {
@@ -52,11 +55,19 @@ impl Graph {
             GraphSource::File(path) => bytes::batch_dependent_ops_in_file(path),
             GraphSource::Memory { bytes, .. } => bytes::batch_dependent_ops(bytes),
         };
+        let memory_hash = match source {
+            GraphSource::File(_) => None,
+            GraphSource::Memory { bytes, .. } => {
+                use sha2::Digest;
+                Some(sha2::Sha256::digest(bytes).into())
+            }
+        };
         Ok(Graph {
             path: path.to_path_buf(),
             session: Mutex::new(session),
             signature,
             provider,
+            memory_hash,
         })
     }
 

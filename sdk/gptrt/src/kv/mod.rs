@@ -7,6 +7,7 @@ use ort::value::Tensor;
 use crate::error::{Error, Result};
 
 mod device;
+mod sequence;
 mod shared;
 
 pub(crate) use device::CacheDevice;

@@ -207,6 +207,7 @@ impl Model {
             layout,
             prompt_graph,
             step_graph,
+            fingerprint: std::sync::OnceLock::new(),
         })
     }
 }

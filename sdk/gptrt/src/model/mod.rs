@@ -10,8 +10,11 @@ use crate::provider::ProviderChoice;
 use crate::runtime::Runtime;
 use crate::tokenizer::Tokenizer;
 
+mod fingerprint;
 mod forward;
 mod load;
+
+pub use fingerprint::Fingerprint;
 
 /// A model's files as bytes, for [`Model::load_from_memory`] (e.g. embedded in a binary or read
 /// from an archive).
@@ -40,6 +43,8 @@ pub struct Model {
     prompt_graph: Graph,
     /// The with-past graph of a split export; every other layout uses `prompt_graph` throughout.
     step_graph: Option<Graph>,
+    /// Computed on first use (hashing the weights takes a moment).
+    fingerprint: std::sync::OnceLock<Fingerprint>,
 }
 
 impl std::fmt::Debug for Model {

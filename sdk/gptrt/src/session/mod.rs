@@ -27,7 +27,10 @@
 //! # }
 //! ```
 
+mod context;
+mod saved;
 mod shared;
+mod turns;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -42,6 +45,7 @@ use crate::model::Model;
 use crate::plugin::{PluginCallWatch, SamplerSpec, SharedPluginHost};
 use crate::worker::spawn_worker;
 
+pub use saved::SavedKv;
 use shared::{char_prefix, poll_state, FinishGuard, Shared};
 
 /// Where a session's generation is ([`Session::state`], and the state polling reports).
@@ -73,7 +77,10 @@ const PLUGIN_CALL_GRACE: Duration = Duration::from_millis(500);
 /// of its last generation.
 ///
 /// A session runs one generation at a time: starting another while one runs is [`Error::Busy`].
-/// Each generation starts from its prompt with a fresh KV cache. Sessions are cheap; make one per
+/// A generation from [`Session::start`] starts from its prompt with a fresh KV cache; a turn
+/// ([`Session::start_turn`], [`Session::generate_turn`]) continues the session's own sequence,
+/// whose tokens and cache it keeps across turns (append, rewind, fork, save and restore it: see
+/// `turns.rs` and `saved.rs`). Sessions are cheap; make one per
 /// conversation, NPC or request, all over one model. Every method takes `&self`: share a session
 /// between threads in an `Arc`.
 pub struct Session {
@@ -207,14 +214,18 @@ impl Session {
                 let cancel = self.shared.begin(None)?;
                 batcher.submit(BatchJob {
                     prompt: prompt.to_string(),
+                    turn: None,
                     config: config.clone(),
                     cancel,
                     member: self.shared.clone(),
                 });
             }
             None => {
-                self.shared
-                    .begin(Some((prompt.to_string(), config.clone(), samplers)))?;
+                self.shared.begin(Some((
+                    shared::JobInput::Prompt(prompt.to_string()),
+                    config.clone(),
+                    samplers,
+                )))?;
             }
         }
         Ok(())

@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
-use crate::batch::Member;
+use crate::batch::{Member, TurnState};
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::generate::{CancelToken, Generation, TokenEvent};
 
+use super::context::Context;
 use super::{SessionSampler, SessionState};
 
 /// The generation state a session's worker and the host share.
@@ -32,9 +33,17 @@ pub(super) struct Stream {
     pub worker_exited: bool,
 }
 
+/// What a job generates from.
+pub(super) enum JobInput {
+    /// A fresh sequence from this prompt ([`super::Session::start`]).
+    Prompt(String),
+    /// The session's own sequence, continued with its cache ([`super::Session::start_turn`]).
+    Turn,
+}
+
 /// A generation handed to the session's own worker.
 pub(super) struct Job {
-    pub prompt: String,
+    pub input: JobInput,
     pub config: GenerationConfig,
     pub samplers: Vec<SessionSampler>,
     pub cancel: CancelToken,
@@ -43,6 +52,10 @@ pub(super) struct Job {
 /// The state a session shares with the thread that runs its generations.
 pub(super) struct Shared {
     stream: Mutex<Stream>,
+    /// The session's sequence and cache, kept across generations. A turn holds this lock while it
+    /// runs; the session's methods check the phase first, so they answer [`Error::Busy`] instead
+    /// of waiting for it.
+    pub context: Mutex<Context>,
     /// [`SessionState`] as an integer, changed only while `stream` is locked; readable without
     /// the lock.
     phase: AtomicI32,
@@ -56,6 +69,7 @@ impl Shared {
     pub fn new() -> Arc<Shared> {
         Arc::new(Shared {
             stream: Mutex::new(Stream::default()),
+            context: Mutex::new(Context::new()),
             phase: AtomicI32::new(SessionState::Idle as i32),
             finished: Condvar::new(),
             wake: Condvar::new(),
@@ -67,6 +81,17 @@ impl Shared {
         self.stream
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The session's sequence and cache. A turn that panicked left it as it was when the panic
+    /// came, which may be mid-update: [`Context::check`] repairs what a reader relies on.
+    pub fn lock_context(&self) -> MutexGuard<'_, Context> {
+        let mut context = self
+            .context
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        context.check();
+        context
     }
 
     /// The stream if nobody holds it this instant (the worker pushing a token): never waits.
@@ -91,7 +116,7 @@ impl Shared {
     /// With `job`, hand it to the worker in the same step.
     pub fn begin(
         &self,
-        job: Option<(String, GenerationConfig, Vec<SessionSampler>)>,
+        job: Option<(JobInput, GenerationConfig, Vec<SessionSampler>)>,
     ) -> Result<CancelToken> {
         let mut stream = self.lock();
         if self.phase() == SessionState::Running {
@@ -104,9 +129,9 @@ impl Shared {
         stream.outcome = None;
         stream.cancel = CancelToken::new();
         let cancel = stream.cancel.clone();
-        if let Some((prompt, config, samplers)) = job {
+        if let Some((input, config, samplers)) = job {
             stream.job = Some(Job {
-                prompt,
+                input,
                 config,
                 samplers,
                 cancel: cancel.clone(),
@@ -147,6 +172,23 @@ impl Member for Shared {
     }
 
     fn finish(&self, outcome: std::result::Result<Generation, Arc<Error>>) {
+        self.finish_with(outcome, false);
+    }
+
+    fn finish_turn(
+        &self,
+        outcome: std::result::Result<Generation, Arc<Error>>,
+        state: Option<TurnState>,
+    ) {
+        {
+            let mut context = self.lock_context();
+            if let (Some(state), Ok(_)) = (state, &outcome) {
+                context.tokens = state.tokens;
+                context.cache = state.cache;
+                context.cached = state.cached;
+                context.tokens_run += state.ran as u64;
+            }
+        }
         self.finish_with(outcome, false);
     }
 }

@@ -11,7 +11,8 @@ use crate::model::Model;
 use crate::plugin::{add_samplers, PluginCallWatch};
 use crate::worker::{panicked, yield_to_host_threads};
 
-use super::shared::{ExitSignal, FinishGuard, Shared};
+use super::shared::{ExitSignal, FinishGuard, JobInput, Shared};
+use super::turns::run_turn;
 use super::SessionSampler;
 
 /// The session's worker: waits for a job, runs it, stores the outcome; exits on shutdown.
@@ -44,15 +45,27 @@ pub(super) fn worker_main(model: Arc<Model>, shared: Arc<Shared>, calls: PluginC
                 crate::batch::Member::push_token(&*shared, event);
                 true
             };
-            let ids = model.tokenizer().encode(&job.prompt)?;
-            run(
-                &model,
-                ids,
-                &job.config,
-                &job.samplers,
-                job.cancel,
-                &mut on_token,
-            )
+            match &job.input {
+                JobInput::Prompt(prompt) => {
+                    let ids = model.tokenizer().encode(prompt)?;
+                    run(
+                        &model,
+                        ids,
+                        &job.config,
+                        &job.samplers,
+                        job.cancel,
+                        &mut on_token,
+                    )
+                }
+                JobInput::Turn => run_turn(
+                    &model,
+                    &mut shared.lock_context(),
+                    &job.config,
+                    &job.samplers,
+                    job.cancel,
+                    &mut on_token,
+                ),
+            }
         }))
         .unwrap_or_else(|payload| Err(panicked("the generation", payload.as_ref())));
         guard.armed = false;
@@ -84,25 +97,30 @@ pub(super) fn run(
         return Ok((take_first(&mut results)?, false));
     }
     let mut generator = Generator::new(model, vec![ids], config)?;
-    for sampler in samplers {
-        let host = sampler
-            .host
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        add_samplers(
-            &host,
-            std::slice::from_ref(&sampler.spec),
-            model,
-            &mut generator,
-        )?;
-    }
+    add_session_samplers(model, samplers, &mut generator)?;
     generator.set_cancel_token(cancel);
     generator.run(on_token)?;
     let mut results = generator.into_generations();
     Ok((take_first(&mut results)?, true))
 }
 
-fn take_first(results: &mut Vec<Generation>) -> Result<Generation> {
+/// Put the session's plugin samplers in the generator's chain.
+pub(super) fn add_session_samplers(
+    model: &Arc<Model>,
+    samplers: &[SessionSampler],
+    generator: &mut Generator<'_>,
+) -> Result<()> {
+    for sampler in samplers {
+        let host = sampler
+            .host
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        add_samplers(&host, std::slice::from_ref(&sampler.spec), model, generator)?;
+    }
+    Ok(())
+}
+
+pub(super) fn take_first(results: &mut Vec<Generation>) -> Result<Generation> {
     if results.is_empty() {
         return Err(Error::Internal {
             context: "a session",
