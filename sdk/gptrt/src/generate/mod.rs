@@ -149,6 +149,16 @@ impl<'m> Generator<'m> {
         row: usize,
         sampler: Box<dyn crate::sampling::Sampler>,
     ) -> Result<()> {
+        self.add_sampler_at(row, sampler, crate::sampling::SamplerStage::Warper)
+    }
+
+    /// Put `sampler` in a row's chain at `stage` (see [`SamplerChain::insert_at_stage`]).
+    pub fn add_sampler_at(
+        &mut self,
+        row: usize,
+        sampler: Box<dyn crate::sampling::Sampler>,
+        stage: crate::sampling::SamplerStage,
+    ) -> Result<()> {
         let slot = self
             .rows
             .iter_mut()
@@ -157,7 +167,7 @@ impl<'m> Generator<'m> {
                 name: "row",
                 message: format!("row {row} does not exist"),
             })?;
-        slot.chain.insert_before_selector(sampler);
+        slot.chain.insert_at_stage(sampler, stage);
         Ok(())
     }
 
