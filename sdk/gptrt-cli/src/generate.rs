@@ -28,8 +28,9 @@ pub(crate) struct GenerateArgs {
     pub(crate) generation: GenerationFlags,
     #[command(flatten)]
     pub(crate) plugins: PluginArgs,
-    /// Put a plugin sampler in the chain, before the selector: ID or ID:CONFIG_JSON (repeatable).
-    #[arg(long = "sampler", value_name = "ID[:JSON]")]
+    /// Put a plugin sampler in the chain, at the stage it declares or the one given (processor,
+    /// warper or selector): ID, ID:STAGE, ID:CONFIG_JSON or ID:STAGE:CONFIG_JSON (repeatable).
+    #[arg(long = "sampler", value_name = "ID[:STAGE][:JSON]")]
     pub(crate) samplers: Vec<String>,
     /// Print one JSON object (text, ids, stop reason, speed, provider, layout) instead of streaming.
     #[arg(long)]
@@ -170,7 +171,7 @@ impl PreparedGeneration<'_> {
     }
 }
 
-/// Check the generation and create its plugin samplers (inserted before each row's selector).
+/// Check the generation and create its plugin samplers (each in its stage of each row's chain).
 pub(crate) fn prepare_generation<'m>(
     model: &'m Arc<Model>,
     ids: Vec<u32>,
