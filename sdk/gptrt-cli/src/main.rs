@@ -14,6 +14,7 @@ macro_rules! say {
 
 mod args;
 mod bench;
+mod constrain;
 mod generate;
 mod generation_flags;
 mod inspect;
