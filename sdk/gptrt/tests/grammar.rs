@@ -228,3 +228,38 @@ fn batched_rows_are_each_constrained() {
         assert_eq!(grammar_support::violation(&schema, &parsed, name), None);
     }
 }
+
+#[test]
+fn batched_sessions_and_later_turns_are_constrained() {
+    use gptrt::{Batcher, Session};
+    use std::sync::Mutex;
+    let model = model();
+    let host: gptrt::SharedPluginHost = Arc::new(Mutex::new(host()));
+    let (name, schema) = grammar_support::schemas().remove(0);
+    let spec = SamplerSpec::new(ID, Some(json!({ "json_schema": schema }).to_string()));
+    let batcher = Batcher::new(model.clone()).unwrap();
+    let sessions = [
+        Session::new_batched(&batcher),
+        Session::new_batched(&batcher),
+        Session::new(model.clone()).unwrap(),
+    ];
+    for session in &sessions {
+        session.add_sampler(host.clone(), spec.clone()).unwrap();
+    }
+    // Two turns each; in the batcher the second session joins a running batch.
+    for turn in 0..2 {
+        for (i, session) in sessions.iter().enumerate() {
+            session
+                .start("The guard:", &seeded(&model, 10 * turn + i as u64))
+                .unwrap();
+        }
+        for session in &sessions {
+            session.wait().unwrap();
+            let out = session.result().unwrap();
+            let parsed: Value = serde_json::from_str(&out.text)
+                .unwrap_or_else(|e| panic!("turn {turn}: {:?}: {e}", out.text));
+            assert_eq!(grammar_support::violation(&schema, &parsed, name), None);
+            assert_eq!(out.stop_reason.name(), "grammar_complete");
+        }
+    }
+}

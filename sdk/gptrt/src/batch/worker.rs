@@ -106,9 +106,22 @@ fn admit<'m>(
     let tokens_before = stats.tokens;
     let admitted = catch_unwind(AssertUnwindSafe(|| -> Result<usize> {
         let ids = model.tokenizer().encode(&job.prompt)?;
+        let mut add_samplers = |generator: &mut Generator<'m>| -> Result<()> {
+            for sampler in &job.samplers {
+                let host = sampler.host.lock().unwrap_or_else(|p| p.into_inner());
+                crate::plugin::add_samplers(
+                    &host,
+                    std::slice::from_ref(&sampler.spec),
+                    model,
+                    generator,
+                )?;
+            }
+            Ok(())
+        };
         match generator {
             None => {
-                let batch = Generator::new(model, vec![ids], &job.config)?;
+                let mut batch = Generator::new(model, vec![ids], &job.config)?;
+                add_samplers(&mut batch)?;
                 let id = batch
                     .row_ids()
                     .first()
@@ -122,7 +135,9 @@ fn admit<'m>(
             }
             // A running batch: the newcomer's prompt runs alone and its first token arrives
             // before `join` returns its row id, so every token of that pass is the newcomer's.
-            Some(batch) => batch.join(ids, &job.config, &mut |event| deliver(&row, event, stats)),
+            Some(batch) => batch.join_with(ids, &job.config, &mut add_samplers, &mut |event| {
+                deliver(&row, event, stats)
+            }),
         }
     }))
     .unwrap_or_else(|payload| {

@@ -351,6 +351,19 @@ impl<'m> Generator<'m> {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<usize> {
+        self.join_with(prompt, config, &mut |_| Ok(()), on_token)
+    }
+
+    /// [`Generator::join`], with `prepare` called on the newcomer's own one-row generator before
+    /// its first token (to put plugin samplers in its chain: [`crate::plugin::add_samplers`]), so
+    /// its chain sees every token it generates.
+    pub fn join_with(
+        &mut self,
+        prompt: Vec<u32>,
+        config: &GenerationConfig,
+        prepare: &mut dyn FnMut(&mut Generator<'m>) -> Result<()>,
+        on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<usize> {
         if config.num_beams > 1 {
             return Err(Error::InvalidOption {
                 field: "num_beams",
@@ -364,6 +377,7 @@ impl<'m> Generator<'m> {
                 message: "join one sequence at a time".to_string(),
             });
         }
+        prepare(&mut joining)?;
         let id = self.next_id;
         self.next_id += 1;
         if !self.started {
