@@ -119,3 +119,58 @@ fn sampler_specs_parse_an_optional_stage() {
         (Some(SamplerStage::Warper), Some(r#"{"a":"b:c"}"#))
     );
 }
+
+/// A link that only has a name, to see where each stage puts it.
+struct Named(&'static str);
+
+impl gptrt::Sampler for Named {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn apply(
+        &mut self,
+        _candidates: &mut gptrt::Candidates,
+        _context: &gptrt::SamplerContext<'_>,
+    ) -> gptrt::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_stage_has_its_place_in_a_chain_built_from_a_config() {
+    let config = GenerationConfig {
+        do_sample: true,
+        repetition_penalty: 1.2,
+        temperature: 0.8,
+        top_k: 50,
+        top_p: 0.95,
+        ..GenerationConfig::default()
+    };
+    let mut chain = gptrt::SamplerChain::from_config(&config, &[50256], 1, 1);
+    let before = chain.names().join(" ");
+    chain.insert_at_stage(Box::new(Named("sel")), SamplerStage::Selector);
+    chain.insert_at_stage(Box::new(Named("warp")), SamplerStage::Warper);
+    chain.insert_at_stage(Box::new(Named("proc1")), SamplerStage::Processor);
+    chain.insert_at_stage(Box::new(Named("proc2")), SamplerStage::Processor);
+    let names = chain.names();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(at("proc1") < at("proc2"), "{names:?} (from {before})");
+    assert!(
+        names[..at("proc1")]
+            .iter()
+            .all(|n| !n.contains("top") && !n.contains("emperature")),
+        "{names:?}"
+    );
+    assert!(
+        names[at("proc2") + 1..at("warp")].len() >= 3,
+        "the warpers follow the processors: {names:?}"
+    );
+    // The selector replaced the built-in draw and ends the chain.
+    assert_eq!(names.last(), Some(&"sel"), "{names:?}");
+    assert_eq!(at("warp") + 1, at("sel"), "{names:?}");
+    assert_eq!(
+        names.len(),
+        before.split(' ').count() + 3,
+        "{names:?} (from {before})"
+    );
+}
