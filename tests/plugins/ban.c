@@ -1,7 +1,9 @@
 /* Test fixture: a plain-C sampler plugin that bans one token (config {"token": N}) by setting its
  * logit to -inf, built from include/gptrt_plugin.h alone, as a new user would write it.
  *   default:          ABI 1.2, declares GPTRT_SAMPLER_STAGE_PROCESSOR.
- *   -DBAN_ABI_1_1:    built as a 1.1 plugin: minor 1 and a vtable that ends before `stage`. */
+ *   -DBAN_ABI_1_1:    built as a 1.1 plugin: minor 1 and a vtable that ends before `stage`.
+ *   -DBAN_BAD_STAGE:  ABI 1.2 with a stage value no header defines.
+ *   -DBAN_SHORT_VTABLE: ABI 1.2 with the 1.1 vtable size (it lacks the `stage` it promises). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,9 +15,18 @@
 #ifdef BAN_ABI_1_1
 #define BAN_MINOR 1
 #define BAN_VTABLE_SIZE offsetof(GptrtSamplerVtable, stage)
+#elif defined(BAN_SHORT_VTABLE)
+#define BAN_MINOR GPTRT_PLUGIN_ABI_MINOR
+#define BAN_VTABLE_SIZE offsetof(GptrtSamplerVtable, stage)
 #else
 #define BAN_MINOR GPTRT_PLUGIN_ABI_MINOR
 #define BAN_VTABLE_SIZE sizeof(GptrtSamplerVtable)
+#endif
+
+#ifdef BAN_BAD_STAGE
+#define BAN_STAGE 7
+#else
+#define BAN_STAGE GPTRT_SAMPLER_STAGE_PROCESSOR
 #endif
 
 static int32_t ban_create(const GptrtHostApi *host, const char *config, void **out) {
@@ -48,8 +59,7 @@ static const GptrtSamplerVtable VTABLE = {
 };
 #else
 static const GptrtSamplerVtable VTABLE = {
-    BAN_VTABLE_SIZE, ban_create, ban_destroy, NULL, ban_apply, NULL, NULL,
-    GPTRT_SAMPLER_STAGE_PROCESSOR,
+    BAN_VTABLE_SIZE, ban_create, ban_destroy, NULL, ban_apply, NULL, NULL, BAN_STAGE,
 };
 #endif
 

@@ -16,13 +16,18 @@ const SEEDS: u64 = 20;
 
 /// tests/plugins/ban.c built as ABI 1.2 (declares the processor stage) or as ABI 1.1.
 fn ban_library(abi_1_1: bool) -> PathBuf {
-    let tag = if abi_1_1 { "1.1" } else { "1.2" };
+    ban_library_with(if abi_1_1 { "BAN_ABI_1_1" } else { "" })
+}
+
+/// tests/plugins/ban.c with one `-D` switch (none when empty).
+fn ban_library_with(define: &str) -> PathBuf {
+    let tag = if define.is_empty() { "plain" } else { define };
     let out = std::env::temp_dir().join(format!("gptrt-ban-{}-{tag}.so", std::process::id()));
-    let defines: Vec<String> = if abi_1_1 {
-        vec!["BAN_ABI_1_1".to_string()]
-    } else {
-        Vec::new()
-    };
+    let defines: Vec<String> = [define]
+        .iter()
+        .filter(|d| !d.is_empty())
+        .map(|d| d.to_string())
+        .collect();
     gptrt_plugin_xtc_c::compile_c_plugin(
         &common::repo().join("tests/plugins/ban.c"),
         &out,
@@ -173,4 +178,21 @@ fn each_stage_has_its_place_in_a_chain_built_from_a_config() {
         before.split(' ').count() + 3,
         "{names:?} (from {before})"
     );
+}
+
+#[test]
+fn a_bad_stage_or_a_vtable_without_its_stage_is_refused_by_name() {
+    for (define, expected) in [
+        ("BAN_BAD_STAGE", "`stage` is 7"),
+        ("BAN_SHORT_VTABLE", "struct_size"),
+    ] {
+        let error = gptrt::plugin::load_library(&ban_library_with(define), None)
+            .err()
+            .unwrap_or_else(|| panic!("{define} loaded"))
+            .to_string();
+        assert!(
+            error.contains("org.gptrt.test.ban") && error.contains(expected),
+            "{define}: {error}"
+        );
+    }
 }
