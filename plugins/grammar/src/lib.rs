@@ -265,7 +265,10 @@ mod tests {
         assert!(grammar_of("{").unwrap_err().contains("not JSON"));
         assert!(grammar_of("[]").unwrap_err().contains("JSON object"));
         let both = grammar_of(r#"{"regex": "a", "grammar": "b"}"#).unwrap_err();
-        assert!(both.contains("exactly one") && both.contains("`grammar`"), "{both}");
+        assert!(
+            both.contains("exactly one") && both.contains("`grammar`"),
+            "{both}"
+        );
         assert!(grammar_of(r#"{"regex": 3}"#)
             .unwrap_err()
             .contains("string"));
