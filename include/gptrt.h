@@ -389,8 +389,9 @@ const char *gptrt_stop_reason_name(int32_t reason);
 //
 // Batched sessions run greedy or sampled generations with any processor, stop string, `max_time`
 // and `logprobs`, each generation with its own (one out of time stops with `GPTRT_STOP_MAX_TIME`
-// while its batch mates go on); beam search and plugin samplers are `GPTRT_ERROR_INVALID_OPTION`
-// at `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those
+// while its batch mates go on) and with the session's plugin samplers; beam search is
+// `GPTRT_ERROR_INVALID_OPTION` at `gptrt_session_start` (use a session of its own for it). A
+// plugin call that never returns stalls the whole batch. Each sequence's tokens are those
 // it would get alone, bit for bit (the rows are padded and masked, never mixed, and padded by
 // multiples of 8 positions so ONNX Runtime sums each row's attention in the same groups; a
 // joining generation may take up to 7 decode steps alone before it steps with the others).
@@ -422,6 +423,38 @@ gptrt_status_t gptrt_batcher_stats_json(const gptrt_batcher_t *batcher,
                                         char *buffer,
                                         size_t capacity,
                                         size_t *out_size);
+
+// Like `gptrt_session_add_sampler`, with the chain stage the sampler goes to: `"processor"`
+// (before temperature and top-k/top-p: bans, biases, grammars), `"warper"` (after them, just
+// before the draw: where plugins built for plugin ABI 1.1 go) or `"selector"` (in place of the
+// draw). `stage` NULL: the stage the plugin declares (`gptrt plugins inspect` shows it).
+//
+// [one thread at a time per session; not while a generation runs on it]
+//
+// # Safety
+// `id` is a NUL-terminated string; `stage` and `config_json` are NULL or one.
+gptrt_status_t gptrt_session_add_sampler_at(const gptrt_session_t *session,
+                                            const gptrt_plugin_host_t *host,
+                                            const char *id,
+                                            const char *stage,
+                                            const char *config_json);
+
+// Constrain the session's later generations with the grammar plugin (`org.gptrt.grammar`,
+// loaded in `host` from `libgptrt_plugin_grammar.so`): `kind` is `"json_schema"` (`text` is a
+// JSON Schema), `"regex"` (a regular expression) or `"grammar"` (a Lark grammar). The output is
+// then the constrained text alone; the generation ends with stop reason `grammar_complete`
+// (`GPTRT_STOP_OTHER`; the name is in `gptrt_session_result_json`), or `grammar_incomplete`
+// when `max_new_tokens` runs out first. A schema or grammar the plugin rejects fails here
+// (`GPTRT_ERROR_PLUGIN`, the message naming the problem), before any generation.
+//
+// [one thread at a time per session; not while a generation runs on it]
+//
+// # Safety
+// `kind` and `text` are NUL-terminated strings.
+gptrt_status_t gptrt_session_constrain(const gptrt_session_t *session,
+                                       const gptrt_plugin_host_t *host,
+                                       const char *kind,
+                                       const char *text);
 
 // Append `text` (UTF-8, tokenized on its own) to the session's sequence. Nothing runs through
 // the model until the next turn or `gptrt_session_prefill`. `*out_count` (may be NULL) receives

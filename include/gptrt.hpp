@@ -460,6 +460,22 @@ public:
         generate_with(prompt, options.get(), on_token);
     }
 
+    // Constrain later generations with the grammar plugin (org.gptrt.grammar, loaded in `host`):
+    // kind "json_schema" (text: a JSON Schema), "regex" or "grammar" (Lark). A schema or grammar
+    // the plugin rejects throws here, before any generation.
+    void constrain(gptrt_plugin_host_t *host, const std::string &kind, const std::string &text) {
+        detail::check(gptrt_session_constrain(get(), host, detail::c_str(kind, "kind"), detail::c_str(text, "text")));
+    }
+
+    // Put plugin sampler `id` in the chain at `stage` ("processor", "warper", "selector"; empty:
+    // the plugin's own), with `config_json` (empty: none).
+    void add_sampler(gptrt_plugin_host_t *host, const std::string &id, const std::string &stage = "",
+                     const std::string &config_json = "") {
+        detail::check(gptrt_session_add_sampler_at(
+            get(), host, detail::c_str(id, "id"), stage.empty() ? nullptr : detail::c_str(stage, "stage"),
+            config_json.empty() ? nullptr : detail::c_str(config_json, "config_json")));
+    }
+
     // Start on a worker thread and return at once; then poll() each frame.
     void start(const std::string &prompt) { detail::check(gptrt_session_start(get(), detail::c_str(prompt, "prompt"), nullptr)); }
     void start(const std::string &prompt, const GenerationOptions &options) {

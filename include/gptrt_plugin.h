@@ -31,8 +31,9 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 #define GPTRT_PLUGIN_ABI_MAJOR 1
 
 // ABI minor version: grows when structs gain fields at their end. 1 added the host's
-// `score_continuations` and `model_config_json`.
-#define GPTRT_PLUGIN_ABI_MINOR 1
+// `score_continuations` and `model_config_json`; 2 added the sampler's `stage` and the
+// candidates' `stop_reason`.
+#define GPTRT_PLUGIN_ABI_MINOR 2
 
 // Success.
 #define GPTRT_PLUGIN_OK 0
@@ -54,6 +55,9 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 
 // What a plugin is.
 typedef uint32_t GptrtPluginKind;
+
+// Where a sampler sits in the chain (`GptrtSamplerVtable::stage`, ABI 1.2).
+typedef uint32_t GptrtSamplerStage;
 
 // A major/minor version pair.
 typedef struct GptrtAbiVersion {
@@ -88,6 +92,11 @@ typedef struct GptrtCandidates {
   bool probs_valid;
   // Index of the chosen candidate, or -1.
   int64_t selected;
+  // ABI 1.2: set by the sampler to end the sequence before this step's token, with this stop
+  // reason (a static NUL-terminated name of 1 to 48 characters `[a-z0-9_]`, e.g.
+  // "grammar_complete"), which the host reports as the generation's stop reason. NULL: go on.
+  // Written only when `struct_size` covers it (a 1.0/1.1 host's candidates end before it).
+  const char *stop_reason;
 } GptrtCandidates;
 
 // What a sampler sees besides the candidates.
@@ -187,6 +196,10 @@ typedef struct GptrtSamplerVtable {
   void (*accept)(void *self_, uint32_t token);
   // A message for the last failure of this instance (NULL when none); owned by the plugin.
   const char *(*last_error)(void *self_);
+  // ABI 1.2: where the sampler sits in the chain, a `GPTRT_SAMPLER_STAGE_*` value (a user may
+  // override it). Read only when the descriptor declares minor >= 2; a 1.0/1.1 plugin's vtable
+  // ends before it and keeps `GPTRT_SAMPLER_STAGE_DEFAULT`.
+  GptrtSamplerStage stage;
 } GptrtSamplerVtable;
 
 // The functions of a task-head plugin. Required: `create`, `destroy`, `run`, `free_string`.
@@ -260,5 +273,23 @@ typedef struct GptrtTokenBytes {
 
 // A task head: JSON in, JSON out, using the model through the host API.
 #define GPTRT_PLUGIN_KIND_TASK_HEAD 2
+
+// Today's position and what a 1.0/1.1 plugin gets: after the built-in warpers (temperature,
+// top-k, top-p, ...), just before the built-in draw. The same place as
+// `GPTRT_SAMPLER_STAGE_WARPER`.
+#define GPTRT_SAMPLER_STAGE_DEFAULT 0
+
+// A logits processor (bans, biases, grammars): after the built-in logits processors
+// (penalties, bad words, ...) and before temperature and the truncating warpers, so a banned
+// token never reaches top-k/top-p and a forced choice skips them.
+#define GPTRT_SAMPLER_STAGE_PROCESSOR 1
+
+// A warper (like XTC): after temperature and the built-in truncating warpers, just before the
+// draw.
+#define GPTRT_SAMPLER_STAGE_WARPER 2
+
+// A selector (like Mirostat): replaces the built-in draw (greedy or the seeded draw), so it must
+// select a token itself.
+#define GPTRT_SAMPLER_STAGE_SELECTOR 3
 
 #endif  /* GPTRT_PLUGIN_H */

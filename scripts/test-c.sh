@@ -50,6 +50,7 @@ $C examples/c/generate.c -o "$OUT/generate" $DYNAMIC
 $C examples/c/generate.c -o "$OUT/generate-static" $STATIC
 $CXX examples/cpp/generate.cpp -o "$OUT/generate-cpp" $DYNAMIC
 $C examples/game-loop/game_loop.c -o "$OUT/game_loop" $DYNAMIC
+$C examples/game-loop/npc_actions.c -o "$OUT/npc_actions" $DYNAMIC
 $C -pthread tests/c/capi_test.c -o "$OUT/capi_test" $DYNAMIC
 $C tests/c/dialogue_test.c -o "$OUT/dialogue_test" $DYNAMIC
 { set +x; } 2>/dev/null
@@ -65,6 +66,13 @@ for exe in generate generate-static generate-cpp; do
   fi
 done
 "$OUT/game_loop" "$MODEL" 2 16 | tail -n 2
+# NPC actions as schema-valid JSON (the grammar plugin), one turn each, in one batcher.
+if [ "$profile" = release ]; then
+  cargo build --quiet --release -p gptrt-plugin-grammar
+else
+  cargo build --quiet -p gptrt-plugin-grammar
+fi
+"$OUT/npc_actions" models/demo "$LIB/libgptrt_plugin_grammar.so" 1 batched | tail -n 2
 
 if ! $after_cargo_test; then
   echo "== C API: C and C++ test programs (cargo test -p gptrt-capi)"

@@ -77,6 +77,7 @@ static int32_t xtc_apply(void *self, GptrtCandidates *c, const GptrtSamplerConte
 
 static const GptrtSamplerVtable VTABLE = {
     sizeof(GptrtSamplerVtable), xtc_create, xtc_destroy, xtc_reset, xtc_apply, NULL, NULL,
+    GPTRT_SAMPLER_STAGE_WARPER,
 };
 
 static const GptrtPluginDescriptor DESCRIPTOR = {

@@ -100,7 +100,7 @@ static const GptrtSamplerVtable VTABLE = {
 #else
     apply,
 #endif
-    NULL, last_error,
+    NULL, last_error, GPTRT_SAMPLER_STAGE_DEFAULT,
 };
 
 static const GptrtPluginDescriptor DESCRIPTOR = {

@@ -8,7 +8,10 @@
 //!
 //! The multiple-choice task head that lived here is `plugins/choice`.
 
-use gptrt_plugin_api::{export_plugins, CandidatesMut, Context, Host, SamplerPlugin};
+use gptrt_plugin_api::{
+    export_plugins, CandidatesMut, Context, GptrtSamplerStage, Host, SamplerPlugin,
+    GPTRT_SAMPLER_STAGE_SELECTOR,
+};
 use serde_json::{json, Value};
 
 /// Mirostat 2.0 state.
@@ -53,6 +56,7 @@ impl SamplerPlugin for Mirostat {
     const NAME: &'static str = "Mirostat 2.0";
     const VERSION: &'static str = "1.0.0";
     const DESCRIPTION: &'static str = "Targets a constant surprise (perplexity) by truncating tokens with -log2 p > mu (Basu et al., ICLR 2021)";
+    const STAGE: GptrtSamplerStage = GPTRT_SAMPLER_STAGE_SELECTOR;
 
     fn create(_host: Host, config_json: &str) -> Result<Self, String> {
         let config = parse_config(config_json)?;

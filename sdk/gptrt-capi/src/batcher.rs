@@ -25,8 +25,9 @@ pub(crate) type Batcher = gptrt::Batcher;
 ///
 /// Batched sessions run greedy or sampled generations with any processor, stop string, `max_time`
 /// and `logprobs`, each generation with its own (one out of time stops with `GPTRT_STOP_MAX_TIME`
-/// while its batch mates go on); beam search and plugin samplers are `GPTRT_ERROR_INVALID_OPTION`
-/// at `gptrt_session_start` (use a session of its own for those). Each sequence's tokens are those
+/// while its batch mates go on) and with the session's plugin samplers; beam search is
+/// `GPTRT_ERROR_INVALID_OPTION` at `gptrt_session_start` (use a session of its own for it). A
+/// plugin call that never returns stalls the whole batch. Each sequence's tokens are those
 /// it would get alone, bit for bit (the rows are padded and masked, never mixed, and padded by
 /// multiples of 8 positions so ONNX Runtime sums each row's attention in the same groups; a
 /// joining generation may take up to 7 decode steps alone before it steps with the others).

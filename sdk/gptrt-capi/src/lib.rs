@@ -27,6 +27,7 @@ use std::ffi::c_char;
 
 // The order of these modules is the order of the header's sections.
 pub mod batcher;
+pub mod constrain;
 pub mod dialogue;
 pub mod error;
 mod ffi;

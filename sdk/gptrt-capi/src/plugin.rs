@@ -16,7 +16,7 @@ pub struct gptrt_plugin_host_t(());
 /// The object behind a `gptrt_plugin_host_t`.
 pub(crate) struct PluginHostObject {
     /// Shared with the sessions that put its samplers in their chains.
-    host: gptrt::SharedPluginHost,
+    pub(crate) host: gptrt::SharedPluginHost,
 }
 
 impl PluginHostObject {

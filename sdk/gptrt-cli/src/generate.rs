@@ -9,6 +9,7 @@ use gptrt::{GenerationConfig, Generator, Model, PluginHost, SamplerSpec};
 use serde_json::json;
 
 use crate::args::{skipped_json, warn_skipped, ModelArgs, PluginArgs, RuntimeArgs};
+use crate::constrain::{ensure_grammar_plugin, ConstrainArgs};
 use crate::generation_flags::GenerationFlags;
 
 #[derive(Args)]
@@ -28,9 +29,12 @@ pub(crate) struct GenerateArgs {
     pub(crate) generation: GenerationFlags,
     #[command(flatten)]
     pub(crate) plugins: PluginArgs,
-    /// Put a plugin sampler in the chain, before the selector: ID or ID:CONFIG_JSON (repeatable).
-    #[arg(long = "sampler", value_name = "ID[:JSON]")]
+    /// Put a plugin sampler in the chain, at the stage it declares or the one given (processor,
+    /// warper or selector): ID, ID:STAGE, ID:CONFIG_JSON or ID:STAGE:CONFIG_JSON (repeatable).
+    #[arg(long = "sampler", value_name = "ID[:STAGE][:JSON]")]
     pub(crate) samplers: Vec<String>,
+    #[command(flatten)]
+    pub(crate) constrain: ConstrainArgs,
     /// Print one JSON object (text, ids, stop reason, speed, provider, layout) instead of streaming.
     #[arg(long)]
     pub(crate) json: bool,
@@ -61,10 +65,20 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<(), String> {
     if !args.json {
         warn_skipped(model.provider_choice());
     }
-    let plugin_host = if args.samplers.is_empty() && args.plugins.plugins.is_empty() {
+    // A constraint is one more plugin sampler, first in the list so it is created (and a bad
+    // schema reported) before the others.
+    let mut samplers = args.samplers.clone();
+    if let Some(spec) = args.constrain.sampler()? {
+        samplers.insert(0, spec);
+    }
+    let plugin_host = if samplers.is_empty() && args.plugins.plugins.is_empty() {
         None
     } else {
-        Some(args.plugins.host()?)
+        let mut host = args.plugins.host()?;
+        if args.constrain.is_set() {
+            ensure_grammar_plugin(&mut host)?;
+        }
+        Some(host)
     };
     let unsupported = config.unsupported_fields();
     if !unsupported.is_empty() {
@@ -79,15 +93,27 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // Everything that can fail on the user's flags (plugin samplers, the generation's own checks)
     // is built before the first byte of output.
-    let generation =
-        prepare_generation(&model, ids, &config, plugin_host.as_ref(), &args.samplers)?;
+    let generation = prepare_generation(&model, ids, &config, plugin_host.as_ref(), &samplers)
+        .map_err(|e| {
+            if args.constrain.is_set() && e.contains(crate::constrain::GRAMMAR_ID) {
+                format!("{}: {e}", args.constrain.flag())
+            } else {
+                e
+            }
+        })?;
+    // Constrained output is the constrained text alone, without the prompt.
+    let shown_prompt = if args.constrain.is_set() {
+        ""
+    } else {
+        prompt.as_str()
+    };
     // Stream when one sequence comes back token by token; otherwise print each at the end.
     let streaming = !args.json
         && config.num_beams == 1
         && (!config.do_sample || config.num_return_sequences == 1);
     let results = if streaming {
         let mut stdout = std::io::stdout().lock();
-        let _ = write!(stdout, "{prompt}");
+        let _ = write!(stdout, "{shown_prompt}");
         let _ = stdout.flush();
         generation.run(&mut |event| {
             // A closed pipe (e.g. `| head`) ends generation instead of failing.
@@ -120,7 +146,7 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<(), String> {
         } else {
             for (index, result) in results.iter().enumerate() {
                 say!("--- sequence {} ({}) ---", index + 1, result.stop_reason);
-                say!("{prompt}{}", result.text);
+                say!("{shown_prompt}{}", result.text);
             }
         }
         let seed = first
@@ -170,7 +196,7 @@ impl PreparedGeneration<'_> {
     }
 }
 
-/// Check the generation and create its plugin samplers (inserted before each row's selector).
+/// Check the generation and create its plugin samplers (each in its stage of each row's chain).
 pub(crate) fn prepare_generation<'m>(
     model: &'m Arc<Model>,
     ids: Vec<u32>,

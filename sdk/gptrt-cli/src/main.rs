@@ -15,6 +15,7 @@ macro_rules! say {
 mod args;
 mod bench;
 mod chat;
+mod constrain;
 mod dialogue;
 mod generate;
 mod generation_flags;

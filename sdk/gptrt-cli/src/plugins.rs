@@ -44,8 +44,13 @@ pub(crate) fn plugins(command: PluginsCommand) -> Result<(), String> {
             gptrt_plugin_abi().1
         );
         for plugin in &library.plugins {
+            // A sampler's stage decides what reaches it (before or after top-k/top-p).
+            let stage = plugin
+                .stage
+                .map(|s| format!(" stage {s}"))
+                .unwrap_or_default();
             say!(
-                "  {} {} v{} [{}] abi {}.{}",
+                "  {} {} v{} [{}] abi {}.{}{stage}",
                 plugin.kind.name(),
                 plugin.id,
                 plugin.version,

@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_void};
 /// ABI major version: a host refuses plugins of another major.
 pub const GPTRT_PLUGIN_ABI_MAJOR: u32 = 1;
 /// ABI minor version: grows when structs gain fields at their end. 1 added the host's
-/// `score_continuations` and `model_config_json`.
-pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 1;
+/// `score_continuations` and `model_config_json`; 2 added the sampler's `stage` and the
+/// candidates' `stop_reason`.
+pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 2;
 
 /// Success.
 pub const GPTRT_PLUGIN_OK: i32 = 0;
@@ -73,7 +74,29 @@ pub struct GptrtCandidates {
     pub probs_valid: bool,
     /// Index of the chosen candidate, or -1.
     pub selected: i64,
+    /// ABI 1.2: set by the sampler to end the sequence before this step's token, with this stop
+    /// reason (a static NUL-terminated name of 1 to 48 characters `[a-z0-9_]`, e.g.
+    /// "grammar_complete"), which the host reports as the generation's stop reason. NULL: go on.
+    /// Written only when `struct_size` covers it (a 1.0/1.1 host's candidates end before it).
+    pub stop_reason: *const c_char,
 }
+
+/// Where a sampler sits in the chain (`GptrtSamplerVtable::stage`, ABI 1.2).
+pub type GptrtSamplerStage = u32;
+/// Today's position and what a 1.0/1.1 plugin gets: after the built-in warpers (temperature,
+/// top-k, top-p, ...), just before the built-in draw. The same place as
+/// `GPTRT_SAMPLER_STAGE_WARPER`.
+pub const GPTRT_SAMPLER_STAGE_DEFAULT: GptrtSamplerStage = 0;
+/// A logits processor (bans, biases, grammars): after the built-in logits processors
+/// (penalties, bad words, ...) and before temperature and the truncating warpers, so a banned
+/// token never reaches top-k/top-p and a forced choice skips them.
+pub const GPTRT_SAMPLER_STAGE_PROCESSOR: GptrtSamplerStage = 1;
+/// A warper (like XTC): after temperature and the built-in truncating warpers, just before the
+/// draw.
+pub const GPTRT_SAMPLER_STAGE_WARPER: GptrtSamplerStage = 2;
+/// A selector (like Mirostat): replaces the built-in draw (greedy or the seeded draw), so it must
+/// select a token itself.
+pub const GPTRT_SAMPLER_STAGE_SELECTOR: GptrtSamplerStage = 3;
 
 /// What a sampler sees besides the candidates.
 #[repr(C)]
@@ -218,7 +241,16 @@ pub struct GptrtSamplerVtable {
     pub accept: Option<unsafe extern "C" fn(self_: *mut c_void, token: u32)>,
     /// A message for the last failure of this instance (NULL when none); owned by the plugin.
     pub last_error: Option<unsafe extern "C" fn(self_: *mut c_void) -> *const c_char>,
+    /// ABI 1.2: where the sampler sits in the chain, a `GPTRT_SAMPLER_STAGE_*` value (a user may
+    /// override it). Read only when the descriptor declares minor >= 2; a 1.0/1.1 plugin's vtable
+    /// ends before it and keeps `GPTRT_SAMPLER_STAGE_DEFAULT`.
+    pub stage: GptrtSamplerStage,
 }
+
+/// The size of a 1.0/1.1 `GptrtSamplerVtable`: everything before `stage`.
+pub const GPTRT_SAMPLER_VTABLE_SIZE_V1_1: usize = std::mem::offset_of!(GptrtSamplerVtable, stage);
+/// The size of a 1.0/1.1 `GptrtCandidates`: everything before `stop_reason`.
+pub const GPTRT_CANDIDATES_SIZE_V1_1: usize = std::mem::offset_of!(GptrtCandidates, stop_reason);
 
 /// The functions of a task-head plugin. Required: `create`, `destroy`, `run`, `free_string`.
 #[repr(C)]

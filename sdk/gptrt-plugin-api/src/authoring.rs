@@ -71,6 +71,16 @@ impl CandidatesMut<'_> {
     pub fn select(&mut self, index: usize) {
         self.raw.selected = index as i64;
     }
+    /// End the sequence before this step's token, with `reason` as its stop reason (1 to 48
+    /// characters `[a-z0-9_]`, e.g. `c"grammar_complete"`). False when the host is older than
+    /// ABI 1.2 and cannot be told (its candidates end before `stop_reason`).
+    pub fn stop(&mut self, reason: &'static std::ffi::CStr) -> bool {
+        if self.raw.struct_size < std::mem::size_of::<GptrtCandidates>() {
+            return false;
+        }
+        self.raw.stop_reason = reason.as_ptr();
+        true
+    }
 }
 
 /// A sampler written in Rust. Implement it and list the type in [`export_plugins!`].
@@ -83,6 +93,9 @@ pub trait SamplerPlugin: Sized + 'static {
     const VERSION: &'static str;
     /// One line on what it does.
     const DESCRIPTION: &'static str = "";
+    /// Where the sampler sits in the chain by default (`GPTRT_SAMPLER_STAGE_*`); users may
+    /// override it.
+    const STAGE: GptrtSamplerStage = GPTRT_SAMPLER_STAGE_DEFAULT;
     /// Make an instance from a JSON config (empty string: defaults).
     fn create(host: Host, config_json: &str) -> Result<Self, String>;
     /// Work on the candidates.

@@ -281,6 +281,7 @@ pub fn sampler<T: SamplerPlugin>() -> Owned {
         apply: Some(sampler_apply::<T>),
         accept: Some(sampler_accept::<T>),
         last_error: Some(last_error::<T>),
+        stage: T::STAGE,
     }));
     let ptr = (&vtable.0 as *const GptrtSamplerVtable).cast();
     describe(

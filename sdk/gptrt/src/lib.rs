@@ -71,6 +71,6 @@ pub use plugin::{
 };
 pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
-pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
+pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext, SamplerStage};
 pub use session::{SavedKv, Session, SessionState};
 pub use tokenizer::{StreamDecoder, Tokenizer};

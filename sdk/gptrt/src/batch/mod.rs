@@ -55,6 +55,8 @@ pub(crate) struct BatchJob {
     /// A session's turn: generate after this sequence (`prompt` is then unused).
     pub turn: Option<TurnState>,
     pub config: GenerationConfig,
+    /// The session's plugin samplers, instantiated for this generation's row by the worker.
+    pub samplers: Vec<crate::session::SessionSampler>,
     pub cancel: CancelToken,
     pub member: Arc<dyn Member>,
 }
@@ -104,8 +106,9 @@ impl BatcherStats {
 /// handle and the last of its sessions are gone (ending any generation still in flight as
 /// failed). Batched sessions run greedy or sampled generations with any processor, stop string,
 /// `max_time` and `logprobs`, each generation with its own (a row out of time stops with
-/// [`crate::StopReason::MaxTime`] while its batch mates go on); beam search and plugin samplers
-/// are refused at [`crate::Session::start`] (use a session of its own for those). Each sequence's tokens are
+/// [`crate::StopReason::MaxTime`] while its batch mates go on) and with the session's plugin
+/// samplers (a plugin call that never returns stalls the whole batch, which a session of its own
+/// can detach); beam search is refused at [`crate::Session::start`]. Each sequence's tokens are
 /// those it would get alone, bit for bit (the rows are padded and masked, never mixed, and each
 /// row's padding is a multiple of [`crate::ROW_ALIGNMENT`], which may cost a joining generation
 /// up to 7 decode steps alone before it steps with the others).
@@ -188,9 +191,9 @@ impl Drop for Engine {
     }
 }
 
-/// What a batched generation cannot do, checked when it starts. Beam search keeps its own beams,
-/// and plugin samplers must see the first token (which a joining row picks before it joins).
-pub(crate) fn check_batchable(config: &GenerationConfig, has_samplers: bool) -> Result<()> {
+/// What a batched generation cannot do, checked when it starts: beam search keeps its own beams.
+/// Plugin samplers join with their row (its chain sees its first token: [`Generator::join_with`]).
+pub(crate) fn check_batchable(config: &GenerationConfig) -> Result<()> {
     let refuse = |field: &'static str, what: &str| {
         Err(Error::InvalidOption {
             field,
@@ -202,9 +205,6 @@ pub(crate) fn check_batchable(config: &GenerationConfig, has_samplers: bool) -> 
     };
     if config.num_beams > 1 {
         return refuse("num_beams", "beam search (num_beams > 1)");
-    }
-    if has_samplers {
-        return refuse("samplers", "plugin samplers");
     }
     Ok(())
 }

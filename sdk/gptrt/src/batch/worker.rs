@@ -118,24 +118,38 @@ fn admit<'m>(
     };
     let tokens_before = stats.tokens;
     let admitted = catch_unwind(AssertUnwindSafe(|| -> Result<usize> {
+        let mut add_samplers = |generator: &mut Generator<'m>| -> Result<()> {
+            for sampler in &job.samplers {
+                let host = sampler.host.lock().unwrap_or_else(|p| p.into_inner());
+                crate::plugin::add_samplers(
+                    &host,
+                    std::slice::from_ref(&sampler.spec),
+                    model,
+                    generator,
+                )?;
+            }
+            Ok(())
+        };
         if let Some(turn) = job.turn {
-            let resumed =
+            let mut resumed =
                 Generator::resume(model, turn.tokens, turn.cache, turn.cached, &job.config)?;
             return match generator {
                 None => {
+                    add_samplers(&mut resumed)?;
                     let id = resumed.row_ids().first().copied().unwrap_or(0);
                     *generator = Some(resumed);
                     Ok(id)
                 }
-                Some(batch) => {
-                    batch.join_generator(resumed, &mut |event| deliver(&row, event, stats))
-                }
+                Some(batch) => batch.join_generator(resumed, &mut add_samplers, &mut |event| {
+                    deliver(&row, event, stats)
+                }),
             };
         }
         let ids = model.tokenizer().encode(&job.prompt)?;
         match generator {
             None => {
-                let batch = Generator::new(model, vec![ids], &job.config)?;
+                let mut batch = Generator::new(model, vec![ids], &job.config)?;
+                add_samplers(&mut batch)?;
                 let id = batch
                     .row_ids()
                     .first()
@@ -149,7 +163,9 @@ fn admit<'m>(
             }
             // A running batch: the newcomer's prompt runs alone and its first token arrives
             // before `join` returns its row id, so every token of that pass is the newcomer's.
-            Some(batch) => batch.join(ids, &job.config, &mut |event| deliver(&row, event, stats)),
+            Some(batch) => batch.join_with(ids, &job.config, &mut add_samplers, &mut |event| {
+                deliver(&row, event, stats)
+            }),
         }
     }))
     .unwrap_or_else(|payload| {
@@ -160,9 +176,11 @@ fn admit<'m>(
     });
     stats.generations += 1;
     if stats.tokens > tokens_before {
-        // The newcomer's prompt had a forward pass of its own.
-        stats.forward_passes += 1;
-        stats.rows_stepped += 1;
+        // The newcomer's prompt had a forward pass of its own, and each token it took alone
+        // before its width agreed with the batch's (see `ROW_ALIGNMENT`) one more.
+        let passes = stats.tokens - tokens_before;
+        stats.forward_passes += passes;
+        stats.rows_stepped += passes;
         stats.max_rows = stats.max_rows.max(1);
     }
     match admitted {

@@ -75,6 +75,12 @@ pub(crate) fn stop_before_call() -> Option<StopReason> {
     Some(reason)
 }
 
+/// A sampler ended the sequence with its own reason: the chain returns an error, which the
+/// generator reads back with [`take_skipped`] as this stop, without the step's token.
+pub(crate) fn stop_by_sampler(reason: StopReason) {
+    SKIPPED.with(|skipped| skipped.set(Some(reason)));
+}
+
 /// After a chain failed: whether it failed because a plugin call was skipped, and why.
 pub(crate) fn take_skipped() -> Option<StopReason> {
     SKIPPED.with(Cell::take)

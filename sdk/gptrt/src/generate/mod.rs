@@ -162,6 +162,16 @@ impl<'m> Generator<'m> {
         row: usize,
         sampler: Box<dyn crate::sampling::Sampler>,
     ) -> Result<()> {
+        self.add_sampler_at(row, sampler, crate::sampling::SamplerStage::Warper)
+    }
+
+    /// Put `sampler` in a row's chain at `stage` (see [`SamplerChain::insert_at_stage`]).
+    pub fn add_sampler_at(
+        &mut self,
+        row: usize,
+        sampler: Box<dyn crate::sampling::Sampler>,
+        stage: crate::sampling::SamplerStage,
+    ) -> Result<()> {
         let slot = self
             .rows
             .iter_mut()
@@ -170,7 +180,7 @@ impl<'m> Generator<'m> {
                 name: "row",
                 message: format!("row {row} does not exist"),
             })?;
-        slot.chain.insert_before_selector(sampler);
+        slot.chain.insert_at_stage(sampler, stage);
         Ok(())
     }
 
@@ -373,6 +383,19 @@ impl<'m> Generator<'m> {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<usize> {
+        self.join_with(prompt, config, &mut |_| Ok(()), on_token)
+    }
+
+    /// [`Generator::join`], with `prepare` called on the newcomer's own one-row generator before
+    /// its first token (to put plugin samplers in its chain: [`crate::plugin::add_samplers`]), so
+    /// its chain sees every token it generates.
+    pub fn join_with(
+        &mut self,
+        prompt: Vec<u32>,
+        config: &GenerationConfig,
+        prepare: &mut dyn FnMut(&mut Generator<'m>) -> Result<()>,
+        on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<usize> {
         if config.num_beams > 1 {
             return Err(Error::InvalidOption {
                 field: "num_beams",
@@ -380,13 +403,14 @@ impl<'m> Generator<'m> {
             });
         }
         let joining = Generator::new(self.model, vec![prompt], config)?;
-        self.join_generator(joining, on_token)
+        self.join_generator(joining, prepare, on_token)
     }
 
-    /// [`Generator::join`] for a one-row generator made by the caller (a resumed sequence).
+    /// [`Generator::join_with`] for a one-row generator made by the caller (a resumed sequence).
     pub(crate) fn join_generator(
         &mut self,
         mut joining: Generator<'m>,
+        prepare: &mut dyn FnMut(&mut Generator<'m>) -> Result<()>,
         on_token: &mut dyn FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<usize> {
         if joining.rows.len() != 1 {
@@ -395,6 +419,7 @@ impl<'m> Generator<'m> {
                 message: "join one sequence at a time".to_string(),
             });
         }
+        prepare(&mut joining)?;
         let id = self.next_id;
         self.next_id += 1;
         if !self.started && joining.resumed == 0 && self.resumed == 0 {

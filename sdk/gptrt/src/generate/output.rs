@@ -19,6 +19,10 @@ pub enum StopReason {
     MaxTime,
     /// [`CancelToken::cancel`](crate::generate::CancelToken::cancel) was called.
     Cancelled,
+    /// A sampler ended the sequence before the step's token, with its own reason (e.g. the
+    /// grammar plugin's `grammar_complete` or `grammar_incomplete`; `[a-z0-9_]`, at most 48
+    /// characters).
+    Sampler(&'static str),
 }
 
 impl StopReason {
@@ -32,6 +36,7 @@ impl StopReason {
             StopReason::StopString => "stop_string",
             StopReason::MaxTime => "max_time",
             StopReason::Cancelled => "cancelled",
+            StopReason::Sampler(name) => name,
         }
     }
 }

@@ -143,6 +143,7 @@ impl Sampler for PluginSampler {
             sorted: false,
             probs_valid: false,
             selected: -1,
+            stop_reason: std::ptr::null(),
         };
         let ctx = GptrtSamplerContext {
             struct_size: std::mem::size_of::<GptrtSamplerContext>(),
@@ -170,6 +171,13 @@ impl Sampler for PluginSampler {
             let detail = last_error(self.instance, self.vtable.last_error)
                 .unwrap_or_else(|| "no message".to_string());
             return Err(self.fault(format!("apply failed with status {status}: {detail}")));
+        }
+        if !raw.stop_reason.is_null() {
+            // SAFETY: non-NULL, and per the ABI a NUL-terminated name valid until the next call.
+            let reason =
+                unsafe { super::stop::read(raw.stop_reason) }.map_err(|m| self.fault(m))?;
+            calls::stop_by_sampler(reason);
+            return Err(self.fault(format!("ended the sequence ({})", reason.name())));
         }
         if raw.data != items.as_mut_ptr().cast::<GptrtCandidate>() {
             return Err(self.fault(

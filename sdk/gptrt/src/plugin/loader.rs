@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gptrt_plugin_api::*;
 
 use crate::error::{Error, Result};
+use crate::sampling::SamplerStage;
 
 use super::{open, plugin_error, Allowlist, PluginInfo, PluginKind, PluginLibrary, Vtable};
 
@@ -54,6 +55,40 @@ unsafe fn read_sized<T: Copy>(plugin: &str, what: &str, ptr: *const c_void) -> R
     }
     // SAFETY: at least `expected` bytes are there; newer, larger structs keep our prefix.
     Ok(unsafe { ptr.cast::<T>().read_unaligned() })
+}
+
+/// Copy a struct that starts with `struct_size`, accepting one as small as `min_size` (an older
+/// minor version, whose struct ends before the newer fields): the fields it lacks read as zero
+/// (NULL slots, stage 0).
+///
+/// # Safety
+/// `ptr` is NULL or points to a struct that begins with a `usize` size and is that large; a
+/// zeroed `T` is valid.
+unsafe fn read_prefix<T: Copy>(
+    plugin: &str,
+    what: &str,
+    ptr: *const c_void,
+    min_size: usize,
+) -> Result<T> {
+    if ptr.is_null() {
+        return Err(plugin_error(plugin, format!("{what} is NULL")));
+    }
+    // SAFETY: every ABI struct starts with its size.
+    let size = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if size < min_size {
+        return Err(plugin_error(
+            plugin,
+            format!("{what} struct_size is {size} bytes, smaller than the {min_size} its ABI version needs (built against an older or broken header?)"),
+        ));
+    }
+    let copied = size.min(std::mem::size_of::<T>());
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: `copied` bytes are readable at `ptr` (the struct says it is `size` large) and fit
+    // in `value`; the rest stays zeroed, which the caller says is valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), value.as_mut_ptr().cast::<u8>(), copied);
+        Ok(value.assume_init())
+    }
 }
 
 /// Refuse a vtable whose required slots are NULL, naming the first one missing.
@@ -128,11 +163,22 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
         let name = c_text(&named, "name", descriptor.name, true)?;
         let version = c_text(&named, "version", descriptor.version, true)?;
         let description = c_text(&named, "description", descriptor.description, false)?;
-        let (kind, vtable) = match descriptor.kind {
+        let (kind, vtable, stage) = match descriptor.kind {
             GPTRT_PLUGIN_KIND_SAMPLER => {
-                // SAFETY: the kind says which vtable this is.
-                let v: GptrtSamplerVtable =
-                    unsafe { read_sized(&named, "the sampler vtable", descriptor.vtable) }?;
+                // A 1.0/1.1 vtable ends before `stage`: it keeps today's position.
+                let min_size = if descriptor.abi.minor >= 2 {
+                    std::mem::size_of::<GptrtSamplerVtable>()
+                } else {
+                    GPTRT_SAMPLER_VTABLE_SIZE_V1_1
+                };
+                // SAFETY: the kind says which vtable this is; all its fields are zeroable
+                // (optional function pointers and an integer).
+                let mut v: GptrtSamplerVtable = unsafe {
+                    read_prefix(&named, "the sampler vtable", descriptor.vtable, min_size)
+                }?;
+                if descriptor.abi.minor < 2 {
+                    v.stage = GPTRT_SAMPLER_STAGE_DEFAULT;
+                }
                 require_slots(
                     &named,
                     "sampler",
@@ -142,7 +188,16 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
                         ("apply", v.apply.is_some()),
                     ],
                 )?;
-                (PluginKind::Sampler, Vtable::Sampler(v))
+                let stage = SamplerStage::from_abi(v.stage).ok_or_else(|| {
+                    plugin_error(
+                        &named,
+                        format!(
+                            "sampler vtable `stage` is {}, not a GPTRT_SAMPLER_STAGE_* value (0-3)",
+                            v.stage
+                        ),
+                    )
+                })?;
+                (PluginKind::Sampler, Vtable::Sampler(v), Some(stage))
             }
             GPTRT_PLUGIN_KIND_TASK_HEAD => {
                 // SAFETY: as above.
@@ -158,7 +213,7 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
                         ("free_string", v.free_string.is_some()),
                     ],
                 )?;
-                (PluginKind::TaskHead, Vtable::TaskHead(v))
+                (PluginKind::TaskHead, Vtable::TaskHead(v), None)
             }
             other => return Err(plugin_error(&named, format!("unknown plugin kind {other}"))),
         };
@@ -170,6 +225,7 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
             description,
             kind,
             abi: (descriptor.abi.major, descriptor.abi.minor),
+            stage,
             vtable,
         }));
     }

@@ -20,6 +20,7 @@ mod host_api;
 mod host_model;
 mod instances;
 mod loader;
+mod stop;
 
 pub use allowlist::Allowlist;
 pub use instances::{PluginSampler, TaskHead};
@@ -27,7 +28,7 @@ pub use loader::{libraries_in, load_library};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampling::Candidate;
+use crate::sampling::{Candidate, SamplerStage};
 
 /// The environment variable listing plugin folders (separated by `:`).
 pub const PLUGIN_PATH_ENV: &str = "GPTRT_PLUGIN_PATH";
@@ -84,6 +85,9 @@ pub struct PluginInfo {
     pub kind: PluginKind,
     /// The ABI version it was built for.
     pub abi: (u32, u32),
+    /// A sampler's stage as the plugin declares it ([`SamplerStage::Warper`] for plugins built
+    /// for ABI 1.0/1.1); `None` for a task head.
+    pub stage: Option<SamplerStage>,
     vtable: Vtable,
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::Result;
 use crate::generate::Generator;
 use crate::model::Model;
+use crate::sampling::SamplerStage;
 
 use super::{PluginHost, PluginSampler};
 
@@ -13,13 +14,15 @@ use super::{PluginHost, PluginSampler};
 /// generation, on their worker threads, while the program may still load libraries into it.
 pub type SharedPluginHost = Arc<Mutex<PluginHost>>;
 
-/// A sampler plugin to put in a chain: its id and its configuration JSON.
+/// A sampler plugin to put in a chain: its id, its configuration JSON, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamplerSpec {
     /// The plugin's id (as `gptrt plugins` lists it).
     pub id: String,
     /// The configuration handed to the plugin's `create`, if any.
     pub config: Option<String>,
+    /// The stage the user chose; `None`: the stage the plugin declares.
+    pub stage: Option<SamplerStage>,
 }
 
 impl SamplerSpec {
@@ -28,15 +31,37 @@ impl SamplerSpec {
         SamplerSpec {
             id: id.into(),
             config,
+            stage: None,
         }
     }
 
-    /// Parse the CLI's form: `ID` or `ID:CONFIG-JSON`.
+    /// The same spec with the stage chosen by the user instead of the plugin's own.
+    pub fn with_stage(mut self, stage: Option<SamplerStage>) -> SamplerSpec {
+        self.stage = stage;
+        self
+    }
+
+    /// Parse the CLI's form: `ID`, `ID:STAGE`, `ID:CONFIG-JSON` or `ID:STAGE:CONFIG-JSON`, where
+    /// STAGE is `processor`, `warper` or `selector` (a configuration is JSON, so never one of
+    /// those words).
     pub fn parse(text: &str) -> SamplerSpec {
-        match text.split_once(':') {
-            Some((id, json)) => SamplerSpec::new(id, Some(json.to_string())),
-            None => SamplerSpec::new(text, None),
+        let Some((id, rest)) = text.split_once(':') else {
+            return SamplerSpec::new(text, None);
+        };
+        let (head, tail) = match rest.split_once(':') {
+            Some((head, tail)) => (head, Some(tail)),
+            None => (rest, None),
+        };
+        match head.parse::<SamplerStage>() {
+            Ok(stage) => SamplerSpec::new(id, tail.map(str::to_string)).with_stage(Some(stage)),
+            Err(_) => SamplerSpec::new(id, Some(rest.to_string())),
         }
+    }
+
+    /// The stage this sampler goes to: the user's choice, else the plugin's declared stage.
+    pub fn stage_in(&self, host: &PluginHost) -> Option<SamplerStage> {
+        self.stage
+            .or_else(|| host.find(&self.id).and_then(|plugin| plugin.stage))
     }
 
     /// A fresh instance of this sampler from `host` (a bad id or configuration fails here).
@@ -46,8 +71,8 @@ impl SamplerSpec {
 }
 
 /// Put a fresh instance of every sampler of `specs` (in order) in the chain of every row of
-/// `generator`, just before each row's selector: the one wiring of plugin samplers into a
-/// generation.
+/// `generator`, each in its stage ([`SamplerSpec::stage_in`]): the one wiring of plugin samplers
+/// into a generation.
 pub fn add_samplers(
     host: &PluginHost,
     specs: &[SamplerSpec],
@@ -56,7 +81,9 @@ pub fn add_samplers(
 ) -> Result<()> {
     for row in generator.row_ids() {
         for spec in specs {
-            generator.add_sampler(row, Box::new(spec.instantiate(host, model)?))?;
+            let sampler = Box::new(spec.instantiate(host, model)?);
+            let stage = spec.stage_in(host).unwrap_or(SamplerStage::Warper);
+            generator.add_sampler_at(row, sampler, stage)?;
         }
     }
     Ok(())

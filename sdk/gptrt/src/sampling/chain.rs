@@ -4,14 +4,19 @@ use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::sampling::processors::*;
 use crate::sampling::selectors::*;
+use crate::sampling::stage::StageMarks;
 use crate::sampling::warpers::*;
-use crate::sampling::{Candidates, Sampler, SamplerContext};
+use crate::sampling::{Candidates, Sampler, SamplerContext, SamplerStage};
 
 /// An ordered list of samplers, the last of which selects.
 #[derive(Default)]
 pub struct SamplerChain {
     samplers: Vec<Box<dyn Sampler>>,
     candidates: Candidates,
+    /// Known for chains built from a config; a chain built by hand has none.
+    marks: Option<StageMarks>,
+    /// Processor-stage links inserted at the start of a chain built by hand.
+    processors_added: usize,
 }
 
 impl std::fmt::Debug for SamplerChain {
@@ -44,8 +49,53 @@ impl SamplerChain {
     /// empty chain: where plugin samplers go in a chain built by [`SamplerChain::from_config`].
     pub fn insert_before_selector(&mut self, sampler: Box<dyn Sampler>) -> &mut Self {
         let at = self.samplers.len().saturating_sub(1);
-        self.samplers.insert(at, sampler);
+        self.insert_at(at, sampler);
         self
+    }
+
+    /// Put a sampler in its stage: a [`SamplerStage::Processor`] after the built-in processors (at
+    /// the start of a chain built by hand), a [`SamplerStage::Warper`] just before the selector
+    /// (as [`SamplerChain::insert_before_selector`]), a [`SamplerStage::Selector`] in place of the
+    /// built-in selector (in a chain built by hand: just before its last link). Links added to the
+    /// same stage keep the order they were added in.
+    pub fn insert_at_stage(&mut self, sampler: Box<dyn Sampler>, stage: SamplerStage) -> &mut Self {
+        match (stage, self.marks) {
+            (SamplerStage::Processor, Some(marks)) => self.insert_at(marks.warpers_at, sampler),
+            (SamplerStage::Processor, None) => {
+                let at = self.processors_added;
+                self.insert_at(at, sampler);
+                self.processors_added += 1;
+            }
+            (SamplerStage::Selector, Some(marks)) if marks.selector_at < self.samplers.len() => {
+                // The built-in draw goes: a selector link replaces it, and the chain reports a
+                // selector that does not select instead of drawing behind its back.
+                self.samplers.remove(marks.selector_at);
+                self.samplers.push(sampler);
+                self.marks = Some(StageMarks {
+                    selector_at: self.samplers.len(),
+                    ..marks
+                });
+            }
+            (SamplerStage::Selector, Some(_)) => {
+                self.samplers.push(sampler);
+            }
+            _ => {
+                self.insert_before_selector(sampler);
+            }
+        }
+        self
+    }
+
+    fn insert_at(&mut self, at: usize, sampler: Box<dyn Sampler>) {
+        self.samplers.insert(at, sampler);
+        if let Some(marks) = self.marks.as_mut() {
+            if at <= marks.warpers_at {
+                marks.warpers_at += 1;
+            }
+            if at <= marks.selector_at {
+                marks.selector_at += 1;
+            }
+        }
     }
 
     /// Names of the links, in order.
@@ -204,6 +254,10 @@ impl SamplerChain {
         min_keep: usize,
     ) -> SamplerChain {
         let mut chain = SamplerChain::without_selector(config, eos, min_keep);
+        chain.marks = chain.marks.map(|marks| StageMarks {
+            selector_at: chain.samplers.len(),
+            ..marks
+        });
         if config.do_sample {
             chain.push(Dist::new(seed));
         } else {
@@ -222,12 +276,17 @@ impl SamplerChain {
     ) -> SamplerChain {
         let mut chain = SamplerChain::new();
         chain.push_processors(config, eos);
+        let warpers_at = chain.samplers.len();
         if config.do_sample {
             chain.push_warpers(config, min_keep);
         }
         if config.renormalize_logits {
             chain.push(LogitNormalization);
         }
+        chain.marks = Some(StageMarks {
+            warpers_at,
+            selector_at: chain.samplers.len(),
+        });
         chain
     }
 

@@ -17,6 +17,7 @@ mod candidates;
 mod chain;
 pub mod processors;
 pub mod selectors;
+mod stage;
 pub mod warpers;
 
 pub(crate) use candidates::best_first;
@@ -28,6 +29,7 @@ pub use processors::{
 };
 pub(crate) use selectors::is_allowed;
 pub use selectors::{Dist, Greedy, Rng};
+pub use stage::SamplerStage;
 pub use warpers::{
     EpsilonCutoff, EtaCutoff, LogitNormalization, MinP, Temperature, TopK, TopP, Typical,
 };

@@ -180,10 +180,10 @@ impl Session {
     }
 
     /// The configuration a generation runs with, checked for what a session cannot do.
-    fn check_config(&self, config: &GenerationConfig, samplers: bool) -> Result<()> {
+    fn check_config(&self, config: &GenerationConfig) -> Result<()> {
         check_one_sequence(config)?;
         if self.batcher.is_some() {
-            crate::batch::check_batchable(config, samplers)?;
+            crate::batch::check_batchable(config)?;
         }
         Ok(())
     }
@@ -201,7 +201,7 @@ impl Session {
             return Err(Error::Busy);
         }
         let samplers = self.samplers();
-        self.check_config(config, !samplers.is_empty())?;
+        self.check_config(config)?;
         // Check the options (and the token ids they name) here; the prompt is tokenized by the
         // worker, so a long prompt costs the caller nothing.
         if config.num_beams > 1 {
@@ -216,6 +216,7 @@ impl Session {
                     prompt: prompt.to_string(),
                     turn: None,
                     config: config.clone(),
+                    samplers,
                     cancel,
                     member: self.shared.clone(),
                 });

@@ -164,7 +164,7 @@ impl Session {
             return Err(Error::Busy);
         }
         let samplers = self.samplers();
-        self.check_config(config, !samplers.is_empty())?;
+        self.check_config(config)?;
         if config.num_beams > 1 {
             config.validate()?;
         } else {
@@ -187,6 +187,7 @@ impl Session {
                     prompt: String::new(),
                     turn: Some(turn),
                     config,
+                    samplers,
                     cancel,
                     member: self.shared.clone(),
                 });
