@@ -72,4 +72,5 @@ pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext};
 pub use session::{Session, SessionState};
+pub use tasks::Pooling;
 pub use tokenizer::{StreamDecoder, Tokenizer};
