@@ -14,13 +14,16 @@ macro_rules! say {
 
 mod args;
 mod bench;
+mod classify;
 mod generate;
 mod generation_flags;
 mod inspect;
+mod labelled;
 mod perplexity;
 mod plugins;
 mod task;
 mod tokenize;
+mod train_head;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,10 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
     Bench(bench::BenchArgs),
+    /// Train a linear classification head on the model's pooled features (JSON lines in).
+    TrainHead(Box<train_head::TrainHeadArgs>),
+    /// Classify texts with a trained head (--head) or zero-shot over labels (--labels).
+    Classify(Box<classify::ClassifyArgs>),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
         Command::Plugins(command) => plugins::plugins(command),
         Command::Task(args) => task::task(args),
         Command::Perplexity(args) => perplexity::perplexity(args),
+        Command::TrainHead(args) => train_head::train_head(*args),
+        Command::Classify(args) => classify::classify(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
