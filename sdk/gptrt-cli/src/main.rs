@@ -21,6 +21,7 @@ mod inspect;
 mod labelled;
 mod perplexity;
 mod plugins;
+mod qa;
 mod task;
 mod tokenize;
 mod train_head;
@@ -57,6 +58,8 @@ enum Command {
     TrainHead(Box<train_head::TrainHeadArgs>),
     /// Classify texts with a trained head (--head) or zero-shot over labels (--labels).
     Classify(Box<classify::ClassifyArgs>),
+    /// Answer a question about a context (generated, or --extractive: a span of the context).
+    Qa(Box<qa::QaArgs>),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::perplexity(args),
         Command::TrainHead(args) => train_head::train_head(*args),
         Command::Classify(args) => classify::classify(*args),
+        Command::Qa(args) => qa::qa(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,10 +6,12 @@
 mod classification;
 mod features;
 mod head;
+mod qa;
 mod scoring;
 mod zero_shot;
 
 pub use classification::{check_labels, Classification};
 pub use features::{Pooling, FEATURE_BATCH};
 pub use head::{HeadInfo, LinearHead, HEAD_FILE, LABELS_FILE, PROBE_MIN_COSINE, PROBE_TEXT};
+pub use qa::{ExtractedAnswer, GeneratedAnswer, QaOptions, QA_TEMPLATE};
 pub use zero_shot::{ZeroShot, ZeroShotOptions};
