@@ -288,3 +288,31 @@ fn a_task_head_instance_reads_its_config_once_and_runs_many_times_from_c() {
     assert_eq!(line("null-head"), "GPTRT_ERROR_NULL_POINTER", "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_task_head_instance_runs_from_the_cpp_wrapper() {
+    let classify = plugin_library("gptrt-plugin-classify", "libgptrt_plugin_classify.so");
+    let exe = build("tests/c/task_head_test.cpp", Lang::Cxx, Link::Dynamic);
+    let model = tiny("hidden");
+    let stdout = run_ok(&exe, &[model.to_str().unwrap(), classify.to_str().unwrap()]);
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    let first: Value = serde_json::from_str(&line("first")).unwrap();
+    assert_eq!(line("first"), line("second"));
+    let sum: f64 = ["yes", "no"]
+        .iter()
+        .map(|l| first["scores"][l].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{first}");
+    assert!(
+        line("bad-input").starts_with("GPTRT_ERROR_PLUGIN")
+            && line("bad-input").contains("text 0 is empty"),
+        "{stdout}"
+    );
+    assert!(line("bad-config").contains("/nonexistent"), "{stdout}");
+}
