@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 mod abi;
 mod authoring;
+mod generate;
 mod hidden;
 mod host;
 
