@@ -4,21 +4,22 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use gptrt::tasks::{Classification, LinearHead, ZeroShot, ZeroShotOptions};
+use gptrt::tasks::{Classification, LinearHead, SequenceClassifier, ZeroShot, ZeroShotOptions};
 use gptrt::Model;
 
 use crate::args::{ModelArgs, RuntimeArgs};
 use crate::labelled;
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("classifier").required(true).args(["head", "labels"])))]
+#[command(group(clap::ArgGroup::new("classifier").args(["head", "labels"])))]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["text", "input_file"])))]
 pub(crate) struct ClassifyArgs {
     #[command(flatten)]
     pub(crate) model: ModelArgs,
     #[command(flatten)]
     pub(crate) runtime: RuntimeArgs,
-    /// A head folder written by `gptrt train-head` (head.safetensors + labels.json).
+    /// A head folder written by `gptrt train-head` (without --head or --labels, --model must be a
+    /// sequence-classification export, e.g. optimum's `text-classification` task) (head.safetensors + labels.json).
     #[arg(long, value_name = "DIR")]
     pub(crate) head: Option<PathBuf>,
     /// Zero-shot over these labels (comma-separated): each scored by its log-likelihood after
@@ -57,6 +58,14 @@ pub(crate) fn classify(args: ClassifyArgs) -> Result<(), String> {
         (None, None) => return Err("give --text or --input-file".to_string()),
     };
     let runtime = args.runtime.runtime().map_err(|e| e.to_string())?;
+    if args.head.is_none() && args.labels.is_none() {
+        let classifier = SequenceClassifier::load_with(&runtime, args.model.dir()?).map_err(|e| {
+            format!("give --head or --labels, or a --model that is a sequence-classification export: {e}")
+        })?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let results = classifier.classify(&refs).map_err(|e| e.to_string())?;
+        return print(&results, args.json);
+    }
     let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
     let results: Vec<Classification> = if let Some(dir) = &args.head {
         let head = LinearHead::load(dir, &model).map_err(|e| e.to_string())?;
@@ -82,8 +91,12 @@ pub(crate) fn classify(args: ClassifyArgs) -> Result<(), String> {
             .collect::<gptrt::Result<_>>()
             .map_err(|e| e.to_string())?
     };
-    for result in &results {
-        if args.json {
+    print(&results, args.json)
+}
+
+fn print(results: &[Classification], json: bool) -> Result<(), String> {
+    for result in results {
+        if json {
             say!(
                 "{}",
                 serde_json::to_string(result).map_err(|e| e.to_string())?

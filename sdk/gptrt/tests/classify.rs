@@ -173,3 +173,39 @@ fn safetensors_offsets(bytes: &[u8], name: &str) -> (usize, usize) {
     let end = 8 + header_len + offsets[1].as_u64().unwrap() as usize;
     (start, end)
 }
+
+#[test]
+fn a_sequence_classification_export_gives_transformers_logits_and_is_not_a_language_model() {
+    use gptrt::tasks::SequenceClassifier;
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        logits: Vec<f64>,
+    }
+    let dir = common::fixtures().join("tiny-seq-classification");
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let classifier = SequenceClassifier::load(&dir).unwrap();
+    assert_eq!(classifier.labels(), ["negative", "neutral", "positive"]);
+    // Texts of different lengths in one batch: each row padded, each as transformers gives alone.
+    let texts: Vec<&str> = cases.iter().map(|case| case.text.as_str()).collect();
+    for (result, case) in classifier.classify(&texts).unwrap().iter().zip(&cases) {
+        let total: f64 = case.logits.iter().map(|l| l.exp()).sum();
+        for (label, logit) in classifier.labels().iter().zip(&case.logits) {
+            let want = logit.exp() / total;
+            assert!(
+                (result.score(label) - want).abs() < 1e-5,
+                "{}: {label}",
+                case.text
+            );
+        }
+    }
+    let err = gptrt::Model::load(&dir).unwrap_err().to_string();
+    assert!(err.contains("sequence-classification graph"), "{err}");
+    let err = SequenceClassifier::load(common::tiny().join("single"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a sequence-classification graph"), "{err}");
+}

@@ -246,6 +246,14 @@ impl Signature {
                         "output `logits` is {element_type}, expected Float32"
                     )));
                 }
+                if shape.len() == 2 {
+                    return Err(layout_error(
+                        "output `logits` is [batch, num_labels]: a sequence-classification graph \
+                         (GPT2ForSequenceClassification), not a language model; run it with \
+                         gptrt::tasks::SequenceClassifier (`gptrt classify --model DIR`)"
+                            .to_string(),
+                    ));
+                }
                 if shape.len() != 3 {
                     return Err(layout_error(format!(
                         "output `logits` has rank {}, expected [batch, sequence, vocab]",

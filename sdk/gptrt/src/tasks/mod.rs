@@ -8,10 +8,12 @@ mod features;
 mod head;
 mod qa;
 mod scoring;
+mod sequence_classifier;
 mod zero_shot;
 
 pub use classification::{check_labels, Classification};
 pub use features::{Pooling, FEATURE_BATCH};
 pub use head::{HeadInfo, LinearHead, HEAD_FILE, LABELS_FILE, PROBE_MIN_COSINE, PROBE_TEXT};
 pub use qa::{ExtractedAnswer, GeneratedAnswer, QaOptions, QA_TEMPLATE};
+pub use sequence_classifier::SequenceClassifier;
 pub use zero_shot::{ZeroShot, ZeroShotOptions};
