@@ -237,7 +237,7 @@ fn load_error(path: &Path, allowlist: Option<&Allowlist>) -> String {
 fn misbehaving_libraries_are_refused_with_the_fault_named() {
     let wrong_abi = load_error(&misbehaving("WRONG_ABI"), None);
     assert!(
-        wrong_abi.contains("ABI 2.0") && wrong_abi.contains("host's ABI 1.1"),
+        wrong_abi.contains("ABI 2.0") && wrong_abi.contains("host's ABI 1.2"),
         "{wrong_abi}"
     );
     assert!(
