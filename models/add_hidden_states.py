@@ -18,6 +18,11 @@ since the LM head is a (possibly quantized) MatMul on its output. Its output ten
 recomputed. In a merged graph the `If` node's two branches each get the output. Graphs with
 external data (model.onnx.data) are written with external data again.
 
+It also adds `logits_to_keep` (as export_fused.py has it: an int64 scalar overridable initializer,
+default 0 = logits at every position, N = the last N) where the graph lacks it and the LM head's
+input is found (not inside a merged graph's `If`): gptrt feeds 1 for features and generation's
+prefill, so the LM head (for the demo model most of a 64-token pass) runs on one position.
+
 gptrt does not fetch the output while it generates (it asks ONNX Runtime for logits and presents
 only), so generation costs the same with or without it.
 """
@@ -33,10 +38,14 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 HIDDEN = "last_hidden_state"
+LOGITS_TO_KEEP = "logits_to_keep"
+# Ops between ln_f and the LM head that keep the [batch, sequence, n_embd] rows as they are.
+PASS_THROUGH = {"Reshape", "Identity", "Cast"}
 LAYER_NORMS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
                "SkipSimplifiedLayerNormalization"}
 
@@ -98,6 +107,67 @@ def expose(graph: onnx.GraphProto, n_embd: int, logits: str = "logits", name: st
     graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
 
 
+def add_logits_to_keep(graph: onnx.GraphProto, hidden: str = HIDDEN) -> bool:
+    """Give a graph without it the optional input `logits_to_keep` (an int64 scalar kept as an
+    overridable initializer, default 0 = every position; N > 0 = the last N), as export_fused.py
+    writes it: the LM head's input is sliced to the last N positions. gptrt feeds 1 when it only
+    needs the last position (generation's prefill, features), which takes the LM head over every
+    other position out of the pass: for a small model most of a features pass. Returns whether it
+    was added (not for a graph that has it, or whose LM head input cannot be found)."""
+    names = {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    if LOGITS_TO_KEEP in names:
+        return False
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    # from ln_f's output forward through row-preserving ops: the LM head's input
+    head_input = hidden
+    while True:
+        users = consumers.get(head_input, [])
+        if len(users) == 1 and users[0].op_type in PASS_THROUGH and users[0].output[0] not in outputs:
+            head_input = users[0].output[0]
+        else:
+            break
+    users = [u for u in consumers.get(head_input, []) if u.op_type != "If"]
+    if not users:
+        return False
+    kept = f"{head_input}/kept"
+    const = lambda name, value: graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.int64), name))
+    const("logits_to_keep/shape_1", [1])
+    const("logits_to_keep/zero_1", [0])
+    const("logits_to_keep/int64_max_1", [np.iinfo(np.int64).max])
+    const("logits_to_keep/axis_1", [1])
+    nodes = [
+        helper.make_node("Shape", [head_input], ["logits_to_keep/seq_len"], "logits_to_keep/Shape", start=1, end=2),
+        helper.make_node("Reshape", [LOGITS_TO_KEEP, "logits_to_keep/shape_1"], ["logits_to_keep/1d"],
+                         "logits_to_keep/Reshape"),
+        helper.make_node("Sub", ["logits_to_keep/seq_len", "logits_to_keep/1d"], ["logits_to_keep/from"],
+                         "logits_to_keep/Sub"),
+        helper.make_node("Max", ["logits_to_keep/from", "logits_to_keep/zero_1"], ["logits_to_keep/from_clipped"],
+                         "logits_to_keep/Max"),
+        helper.make_node("Equal", ["logits_to_keep/1d", "logits_to_keep/zero_1"], ["logits_to_keep/all"],
+                         "logits_to_keep/Equal"),
+        helper.make_node("Where", ["logits_to_keep/all", "logits_to_keep/zero_1", "logits_to_keep/from_clipped"],
+                         ["logits_to_keep/start"], "logits_to_keep/Where"),
+        helper.make_node("Slice", [head_input, "logits_to_keep/start", "logits_to_keep/int64_max_1",
+                                   "logits_to_keep/axis_1"], [kept], "logits_to_keep/Slice"),
+    ]
+    for user in users:
+        user.input[:] = [kept if name == head_input else name for name in user.input]
+    # after the producer of head_input, so the node list stays topologically sorted
+    producer = next(i for i, n in enumerate(graph.node) if head_input in n.output)
+    for offset, node in enumerate(nodes):
+        graph.node.insert(producer + 1 + offset, node)
+    graph.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.int64), LOGITS_TO_KEEP))
+    graph.input.append(helper.make_tensor_value_info(LOGITS_TO_KEEP, TensorProto.INT64, []))
+    for output in graph.output:
+        if output.name == "logits":
+            output.type.tensor_type.shape.dim[1].dim_param = "logits_sequence_length"
+    return True
+
+
 def has_hidden_states(model: onnx.ModelProto) -> bool:
     return any(output.name == HIDDEN for output in model.graph.output)
 
@@ -109,13 +179,15 @@ def _uses_external_data(model: onnx.ModelProto) -> bool:
 def convert_file(src: Path, dst: Path, n_embd: int) -> str:
     external = _uses_external_data(onnx.load(str(src), load_external_data=False))
     model = onnx.load(str(src))
-    if has_hidden_states(model):
-        status = "already has last_hidden_state"
-    else:
+    added = []
+    if not has_hidden_states(model):
         expose(model.graph, n_embd)
-        if not external:  # the checker needs the weights inline
-            onnx.checker.check_model(model)
-        status = "added last_hidden_state"
+        added.append(HIDDEN)
+    if add_logits_to_keep(model.graph):
+        added.append(LOGITS_TO_KEEP)
+    if added and not external:  # the checker needs the weights inline
+        onnx.checker.check_model(model)
+    status = f"added {' and '.join(added)}" if added else "unchanged (has last_hidden_state and logits_to_keep)"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if external:
         data = dst.name + ".data"
