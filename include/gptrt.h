@@ -226,6 +226,10 @@ typedef struct gptrt_runtime_t gptrt_runtime_t;
 // cheap; make one per conversation, NPC or request, all over one model.
 typedef struct gptrt_session_t gptrt_session_t;
 
+// A task-head plugin instance over a model. Opaque; made by `gptrt_task_head_new`, run with
+// `gptrt_task_head_call`, released by `gptrt_task_head_free`.
+typedef struct gptrt_task_head_t gptrt_task_head_t;
+
 // GPT-2's byte-level BPE tokenizer. Opaque; made by `gptrt_model_tokenizer` or
 // `gptrt_tokenizer_load`, released by `gptrt_tokenizer_free`. Immutable: every function on it is
 // thread-safe.
@@ -1440,6 +1444,39 @@ gptrt_status_t gptrt_session_result_json(const gptrt_session_t *session,
                                          char *buffer,
                                          size_t capacity,
                                          size_t *out_size);
+
+// Make an instance of task-head plugin `id` (loaded into `host`) over `model`, configured by
+// `config_json` (NULL: the plugin's defaults). On success `*out_head` receives a new handle to
+// release with `gptrt_task_head_free`. The plugin's configuration (e.g. a classification head's
+// files) is read here, once; a bad one fails here, naming the plugin.
+//
+// [thread-safe]
+//
+// # Safety
+// `id` is a NUL-terminated string, `config_json` NULL or one; `out_head` valid for a write.
+gptrt_status_t gptrt_task_head_new(const gptrt_plugin_host_t *host,
+                                   const gptrt_model_t *model,
+                                   const char *id,
+                                   const char *config_json,
+                                   gptrt_task_head_t **out_head);
+
+// Run a task-head instance: `input_json` in, JSON out. On success `*out_json` receives a
+// NUL-terminated string owned by gptrt, to release with `gptrt_string_free`. A failed call
+// (bad input) leaves the instance usable.
+//
+// [thread-safe; calls on one instance run one at a time, on the calling thread]
+//
+// # Safety
+// `input_json` is a NUL-terminated string; `out_json` valid for a write.
+gptrt_status_t gptrt_task_head_call(const gptrt_task_head_t *head,
+                                    const char *input_json,
+                                    char **out_json);
+
+// Release a task-head instance (the plugin's `destroy` runs). NULL, or a handle freed already, is
+// ignored.
+//
+// [thread-safe] Do not use the handle after this call.
+void gptrt_task_head_free(gptrt_task_head_t *head);
 
 // The model's tokenizer. The handle keeps the model alive; release it with
 // `gptrt_tokenizer_free`.

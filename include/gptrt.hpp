@@ -667,6 +667,54 @@ private:
     detail::Handle<gptrt_session_t, gptrt_session_free> handle_;
 };
 
+// A set of loaded plugin libraries (gptrt_plugin_host_t); an empty allowlist path loads any.
+class PluginHost {
+public:
+    explicit PluginHost(const std::string &allowlist_path = "") {
+        gptrt_plugin_host_t *handle = nullptr;
+        detail::check(gptrt_plugin_host_new(
+            allowlist_path.empty() ? nullptr : detail::c_str(allowlist_path, "allowlist_path"), &handle));
+        handle_.reset(handle);
+    }
+
+    // Load (and check) a plugin library.
+    void load(const std::string &path) {
+        detail::check(gptrt_plugin_host_load(handle_.get(), detail::c_str(path, "path")));
+    }
+
+    gptrt_plugin_host_t *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<gptrt_plugin_host_t, gptrt_plugin_host_free> handle_;
+};
+
+// A task-head plugin instance over a model (gptrt_task_head_t): configured once, when made (a
+// trained head's files are read then), and run on many inputs, JSON in and JSON out.
+class TaskHead {
+public:
+    TaskHead(const PluginHost &host, const Model &model, const std::string &id,
+             const std::string &config_json = "") {
+        gptrt_task_head_t *handle = nullptr;
+        detail::check(gptrt_task_head_new(host.get(), model.get(), detail::c_str(id, "id"),
+                                          config_json.empty() ? nullptr : detail::c_str(config_json, "config_json"),
+                                          &handle));
+        handle_.reset(handle);
+    }
+
+    std::string run(const std::string &input_json) const {
+        char *output = nullptr;
+        detail::check(gptrt_task_head_call(handle_.get(), detail::c_str(input_json, "input_json"), &output));
+        std::string text(output);
+        gptrt_string_free(output);
+        return text;
+    }
+
+    gptrt_task_head_t *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<gptrt_task_head_t, gptrt_task_head_free> handle_;
+};
+
 } // namespace gptrt
 
 #endif // GPTRT_HPP

@@ -31,8 +31,9 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 #define GPTRT_PLUGIN_ABI_MAJOR 1
 
 // ABI minor version: grows when structs gain fields at their end. 1 added the host's
-// `score_continuations` and `model_config_json`; 2 added the sampler's `stage` and the
-// candidates' `stop_reason`.
+// `score_continuations` and `model_config_json`; 2 added the sampler's `stage`, the
+// candidates' `stop_reason` and host capabilities by string id, among them
+// `org.gptrt.hidden_states`.
 #define GPTRT_PLUGIN_ABI_MINOR 2
 
 // Success.
@@ -52,6 +53,12 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 
 // A caller buffer is too small; the needed size was written.
 #define GPTRT_PLUGIN_BUFFER_TOO_SMALL 5
+
+// `GptrtHiddenStates::features` pooling: the last token's hidden state.
+#define GPTRT_POOLING_LAST 0
+
+// `GptrtHiddenStates::features` pooling: the mean over the sequence's tokens.
+#define GPTRT_POOLING_MEAN 1
 
 // What a plugin is.
 typedef uint32_t GptrtPluginKind;
@@ -267,6 +274,28 @@ typedef struct GptrtTokenBytes {
   // `vocab_size` flags: 1 for a special token, 0 otherwise.
   const uint8_t *special;
 } GptrtTokenBytes;
+
+// Capability `org.gptrt.hidden_states`: pooled final hidden states (after ln_f) of token
+// sequences, the features a trained classification head reads. Owned by the host and valid for
+// the life of the plugin instance that got it.
+typedef struct GptrtHiddenStates {
+  // `sizeof(GptrtHiddenStates)`.
+  uintptr_t struct_size;
+  // Floats per feature vector (the model's `n_embd`).
+  uintptr_t hidden_size;
+  // Pooled features of `n_sequences` token sequences, given back to back in `ids` with their
+  // `lengths` (each at least one token): writes `n_sequences * hidden_size` floats to `out` and
+  // that count to `*out_len` (`GPTRT_PLUGIN_BUFFER_TOO_SMALL` when `capacity` is less).
+  // `pooling` is `GPTRT_POOLING_LAST` or `GPTRT_POOLING_MEAN`; `host_data` is the host API's.
+  int32_t (*features)(void *host_data,
+                      const uint32_t *ids,
+                      const uintptr_t *lengths,
+                      uintptr_t n_sequences,
+                      int32_t pooling,
+                      float *out,
+                      uintptr_t capacity,
+                      uintptr_t *out_len);
+} GptrtHiddenStates;
 
 // A link of the sampler chain.
 #define GPTRT_PLUGIN_KIND_SAMPLER 1

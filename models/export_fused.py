@@ -33,6 +33,8 @@ past_key_values.N.* and present.N.* are [B,H,capacity,D], an int32 [1] input pas
 says how many positions are filled, and logits_to_keep becomes a plain (required) input. The caller
 binds the same memory as past input and present output (ONNX Runtime IO binding), so no step copies
 the cache; gptrt detects the variant by its past_sequence_length input.
+--hidden-states also returns ln_f's output as `last_hidden_state` [B,S,n_embd] (every position, not cut
+by logits_to_keep), for gptrt's features and classification heads (see add_hidden_states.py).
 The weights go to model.onnx.data beside the graph (ONNX external data; --single-file keeps them
 inside): ONNX Runtime maps them instead of parsing them out of the protobuf, so the 124M graph loads
 ~4x faster. config.json and generation_config.json come from the checkpoint, tokenizer.json from the checkpoint
@@ -208,9 +210,14 @@ def build_graph(cfg, w: dict[str, np.ndarray], shared_kv: bool = False) -> onnx.
     return model
 
 
-def export(checkpoint: Path, out: Path, tokenizer: Path, external: bool, shared_kv: bool) -> None:
+def export(checkpoint: Path, out: Path, tokenizer: Path, external: bool, shared_kv: bool,
+           hidden_states: bool = False) -> None:
     cfg, weights = load_weights(checkpoint)
     model = build_graph(cfg, weights, shared_kv)
+    if hidden_states:
+        # the same edit add_hidden_states.py makes to any export: ln_f's output renamed and returned
+        from add_hidden_states import expose
+        expose(model.graph, cfg.n_embd)
     onnx.checker.check_model(model)
     out.mkdir(parents=True, exist_ok=True)
     save_onnx(model, out / "model.onnx", external)
@@ -333,6 +340,9 @@ def main() -> None:
                     help="past and present share one buffer (a past_sequence_length input; past/present "
                          "[B,H,capacity,D]); the caller must bind the same memory to both (gptrt does). "
                          "--verify does not cover this variant: the Rust tests do")
+    ap.add_argument("--hidden-states", action="store_true",
+                    help="also return last_hidden_state [B,S,n_embd] (ln_f's output, every position), which "
+                         "gptrt's features and classification heads read (as models/add_hidden_states.py adds)")
     ap.add_argument("--single-file", action="store_true",
                     help="keep the weights inside model.onnx (default: model.onnx.data beside it, which loads "
                          "~4x faster)")
@@ -344,7 +354,8 @@ def main() -> None:
     tokenizer = Path(args.tokenizer) if args.tokenizer else (
         checkpoint / "tokenizer.json" if (checkpoint / "tokenizer.json").exists() else DEFAULT_TOKENIZER)
     if not args.verify_only:
-        export(checkpoint, out, tokenizer, external=not args.single_file, shared_kv=args.shared_kv)
+        export(checkpoint, out, tokenizer, external=not args.single_file, shared_kv=args.shared_kv,
+               hidden_states=args.hidden_states)
     if args.shared_kv and (args.verify or args.verify_only):
         sys.exit("error: --verify runs the graph without IO binding, which --shared-kv needs; "
                  "verify the plain export, the Rust tests run the shared one")

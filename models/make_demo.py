@@ -15,6 +15,7 @@ demo_corpus.py's validation blocks. Steps:
      (same blocks, same architecture, seed 0, untrained);
   4. the committed variant (--variant, default int8 single) -> models/demo/: model.onnx,
      config.json, generation_config.json (demo sampling defaults), tokenizer.json (a real file);
+     then add_hidden_states.py on it (the graph also returns last_hidden_state);
   5. models/demo/heldout.json: perplexity of models/demo/heldout.txt with the committed graph,
      the fp32 graph and the random-init model;
   6. models/demo/loss.png from log.csv, and models/work/demo-metrics.json with every number.
@@ -183,6 +184,9 @@ def main() -> None:
         tok.unlink()
     shutil.copyfile((exp / "tokenizer.json").resolve(), tok)
     (demo / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
+    # the final hidden state as an extra output, for features and classification heads
+    from add_hidden_states import convert_dir
+    convert_dir(demo, demo)
     metrics["committed_variant"] = args.variant
 
     # 5. held-out snippet

@@ -37,6 +37,7 @@ pub mod options;
 pub mod plugin;
 pub mod runtime;
 pub mod session;
+pub mod task_head;
 pub mod tokenizer;
 
 pub use batcher::gptrt_batcher_t;
@@ -50,6 +51,7 @@ pub use session::{
     gptrt_session_state_t, gptrt_session_t, gptrt_stop_reason_t, gptrt_token_callback_t,
     gptrt_token_event_t,
 };
+pub use task_head::gptrt_task_head_t;
 pub use tokenizer::gptrt_tokenizer_t;
 
 // Every kind of object the C API hands out. Declared here, where every module is known, so that
@@ -62,6 +64,7 @@ handles::handle_types! {
     tokenizer::gptrt_tokenizer_t => tokenizer::TokenizerObject,
     plugin::gptrt_plugin_host_t => plugin::PluginHostObject,
     batcher::gptrt_batcher_t => batcher::Batcher,
+    task_head::gptrt_task_head_t => task_head::TaskHeadObject,
 }
 
 /// Major version of the gptrt C API this header describes. Compare with `gptrt_version()` at run

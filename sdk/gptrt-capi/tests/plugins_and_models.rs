@@ -232,3 +232,95 @@ fn model_info_says_when_a_graph_is_not_batch_invariant() {
         "{info}"
     );
 }
+
+#[test]
+fn a_task_head_instance_reads_its_config_once_and_runs_many_times_from_c() {
+    use gptrt::tasks::LinearHead;
+
+    let classify = plugin_library("gptrt-plugin-classify", "libgptrt_plugin_classify.so");
+    let exe = build("tests/c/task_head_test.c", Lang::C, Link::Dynamic);
+    let model_dir = tiny("hidden");
+    let model = gptrt::Model::load(&model_dir).unwrap();
+    let hidden = model.hidden_size();
+    let weight: Vec<f32> = (0..2 * hidden)
+        .map(|i| ((i % 5) as f32 - 2.0) / 10.0)
+        .collect();
+    let labels = vec!["a".to_string(), "b".to_string()];
+    let head =
+        LinearHead::new(&model, labels, gptrt::Pooling::Mean, weight, vec![0.0, 0.2]).unwrap();
+    let dir = std::env::temp_dir().join(format!("gptrt-capi-head-{}", std::process::id()));
+    head.save(&dir).unwrap();
+    let stdout = run_ok(
+        &exe,
+        &[
+            model_dir.to_str().unwrap(),
+            classify.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    // The instance runs after its head's files are gone: it read them once, at creation.
+    let first: Value = serde_json::from_str(&line("first")).unwrap();
+    assert_eq!(line("first"), line("second"));
+    let expected = head
+        .classify(&model, &["Hello world", "a longer text than the first"])
+        .unwrap();
+    for (got, want) in first["results"].as_array().unwrap().iter().zip(&expected) {
+        assert_eq!(got["label"], want.label.as_str());
+        for (label, p) in &want.scores {
+            assert!((got["scores"][label].as_f64().unwrap() - p).abs() < 1e-6);
+        }
+    }
+    assert!(line("bad-input").contains("text 0 is empty"), "{stdout}");
+    // A one-shot run reads the configuration again, and the files are gone.
+    assert!(
+        line("one-shot-after-delete").contains("labels.json"),
+        "{stdout}"
+    );
+    let zero_shot: Value = serde_json::from_str(&line("zero-shot")).unwrap();
+    let sum: f64 = ["yes", "no"]
+        .iter()
+        .map(|l| zero_shot["scores"][l].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{zero_shot}");
+    assert!(
+        line("bad-config").contains("at least two labels"),
+        "{stdout}"
+    );
+    assert_eq!(line("null-head"), "GPTRT_ERROR_NULL_POINTER", "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_task_head_instance_runs_from_the_cpp_wrapper() {
+    let classify = plugin_library("gptrt-plugin-classify", "libgptrt_plugin_classify.so");
+    let exe = build("tests/c/task_head_test.cpp", Lang::Cxx, Link::Dynamic);
+    let model = tiny("hidden");
+    let stdout = run_ok(&exe, &[model.to_str().unwrap(), classify.to_str().unwrap()]);
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    let first: Value = serde_json::from_str(&line("first")).unwrap();
+    assert_eq!(line("first"), line("second"));
+    let sum: f64 = ["yes", "no"]
+        .iter()
+        .map(|l| first["scores"][l].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{first}");
+    assert!(
+        line("bad-input").starts_with("GPTRT_ERROR_PLUGIN")
+            && line("bad-input").contains("text 0 is empty"),
+        "{stdout}"
+    );
+    assert!(line("bad-config").contains("/nonexistent"), "{stdout}");
+}

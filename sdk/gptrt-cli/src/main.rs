@@ -15,15 +15,19 @@ macro_rules! say {
 mod args;
 mod bench;
 mod chat;
+mod classify;
 mod constrain;
 mod dialogue;
 mod generate;
 mod generation_flags;
 mod inspect;
+mod labelled;
 mod perplexity;
 mod plugins;
+mod qa;
 mod task;
 mod tokenize;
+mod train_head;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +59,12 @@ enum Command {
     Chat(Box<chat::ChatArgs>),
     /// Measure prompt and decode speed (greedy, end tokens ignored so every run decodes the same count).
     Bench(bench::BenchArgs),
+    /// Train a linear classification head on the model's pooled features (JSON lines in).
+    TrainHead(Box<train_head::TrainHeadArgs>),
+    /// Classify texts with a trained head (--head) or zero-shot over labels (--labels).
+    Classify(Box<classify::ClassifyArgs>),
+    /// Answer a question about a context (generated, or --extractive: a span of the context).
+    Qa(Box<qa::QaArgs>),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
         Command::Plugins(command) => plugins::plugins(command),
         Command::Task(args) => task::task(args),
         Command::Perplexity(args) => perplexity::perplexity(args),
+        Command::TrainHead(args) => train_head::train_head(*args),
+        Command::Classify(args) => classify::classify(*args),
+        Command::Qa(args) => qa::qa(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

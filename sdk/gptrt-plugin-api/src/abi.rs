@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_void};
 /// ABI major version: a host refuses plugins of another major.
 pub const GPTRT_PLUGIN_ABI_MAJOR: u32 = 1;
 /// ABI minor version: grows when structs gain fields at their end. 1 added the host's
-/// `score_continuations` and `model_config_json`; 2 added the sampler's `stage` and the
-/// candidates' `stop_reason`.
+/// `score_continuations` and `model_config_json`; 2 added the sampler's `stage`, the
+/// candidates' `stop_reason` and host capabilities by string id, among them
+/// `org.gptrt.hidden_states`.
 pub const GPTRT_PLUGIN_ABI_MINOR: u32 = 2;
 
 /// Success.
@@ -340,6 +341,44 @@ pub struct GptrtTokenBytes {
     pub bytes: *const u8,
     /// `vocab_size` flags: 1 for a special token, 0 otherwise.
     pub special: *const u8,
+}
+
+/// The id (for `GptrtHostApi::get_capability`) of the model's final hidden states, a
+/// `GptrtHiddenStates` (ABI 1.2); NULL when the host has no model attached or the model's graph
+/// has no `last_hidden_state` output (`models/add_hidden_states.py` adds it).
+pub const GPTRT_CAPABILITY_HIDDEN_STATES: &str = "org.gptrt.hidden_states";
+
+/// `GptrtHiddenStates::features` pooling: the last token's hidden state.
+pub const GPTRT_POOLING_LAST: i32 = 0;
+/// `GptrtHiddenStates::features` pooling: the mean over the sequence's tokens.
+pub const GPTRT_POOLING_MEAN: i32 = 1;
+
+/// Capability `org.gptrt.hidden_states`: pooled final hidden states (after ln_f) of token
+/// sequences, the features a trained classification head reads. Owned by the host and valid for
+/// the life of the plugin instance that got it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtHiddenStates {
+    /// `sizeof(GptrtHiddenStates)`.
+    pub struct_size: usize,
+    /// Floats per feature vector (the model's `n_embd`).
+    pub hidden_size: usize,
+    /// Pooled features of `n_sequences` token sequences, given back to back in `ids` with their
+    /// `lengths` (each at least one token): writes `n_sequences * hidden_size` floats to `out` and
+    /// that count to `*out_len` (`GPTRT_PLUGIN_BUFFER_TOO_SMALL` when `capacity` is less).
+    /// `pooling` is `GPTRT_POOLING_LAST` or `GPTRT_POOLING_MEAN`; `host_data` is the host API's.
+    pub features: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            ids: *const u32,
+            lengths: *const usize,
+            n_sequences: usize,
+            pooling: i32,
+            out: *mut f32,
+            capacity: usize,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
 }
 
 /// The symbol every plugin library exports.

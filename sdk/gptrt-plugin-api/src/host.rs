@@ -118,6 +118,11 @@ impl Host {
 }
 
 impl Host {
+    /// The raw host API struct, for the capability wrappers of sibling modules.
+    pub(crate) fn raw(&self) -> &GptrtHostApi {
+        &self.api
+    }
+
     /// The log-likelihood of each continuation after `context`, the context run once (ABI 1.1);
     /// on a 1.0 host, [`Host::score`] for each.
     pub fn score_continuations(

@@ -22,10 +22,13 @@
 #![warn(missing_docs)]
 mod abi;
 mod authoring;
+mod generate;
+mod hidden;
 mod host;
 
 pub use abi::*;
 pub use authoring::{CandidatesMut, Context, SamplerPlugin, TaskHeadPlugin};
+pub use hidden::{HiddenStates, Pooling};
 pub use host::{Host, TokenBytes};
 
 /// Support code for [`export_plugins!`]; not for direct use.

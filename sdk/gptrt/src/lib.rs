@@ -73,4 +73,5 @@ pub use provider::{ExecutionProvider, ProviderChoice, ProviderRequest};
 pub use runtime::{OptimizationLevel, Runtime, RuntimeBuilder, RuntimeOptions};
 pub use sampling::{Candidate, Candidates, Sampler, SamplerChain, SamplerContext, SamplerStage};
 pub use session::{SavedKv, Session, SessionState};
+pub use tasks::Pooling;
 pub use tokenizer::{StreamDecoder, Tokenizer};

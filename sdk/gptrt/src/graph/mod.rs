@@ -12,9 +12,11 @@ use crate::provider::ProviderChoice;
 use crate::runtime::{GraphSource, Runtime};
 
 pub(crate) mod bytes;
+mod hidden;
 pub mod signature;
 mod step;
 
+pub(crate) use hidden::missing_hidden_states;
 use signature::Signature;
 pub(crate) use step::StepInput;
 

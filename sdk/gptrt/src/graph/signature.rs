@@ -94,12 +94,18 @@ pub struct Signature {
     /// with any, a sequence batched with others can get other tokens than it gets alone. Empty for
     /// fp32 graphs and weight-only quantized ones (`MatMulNBits`, as `models/quantize.py` writes).
     pub batch_dependent_ops: Vec<String>,
+    /// The graph returns `last_hidden_state` `[batch, sequence, n_embd]` (float32, ln_f's output at
+    /// every position; `models/add_hidden_states.py` or `export_fused.py --hidden-states` add it),
+    /// which features and trained classification heads read. Generation never fetches it.
+    pub has_hidden_states: bool,
 }
 
 /// The optional input that limits the LM head to the last N positions (0 = all).
 pub(crate) const LOGITS_TO_KEEP: &str = "logits_to_keep";
 /// The input of a shared-buffer graph that says how many cache positions are filled.
 pub(crate) const PAST_SEQUENCE_LENGTH: &str = "past_sequence_length";
+/// The optional output with the final hidden state (after ln_f).
+pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
 
 pub(crate) fn past_name(layer: usize, key: bool) -> String {
     format!(
@@ -229,6 +235,7 @@ impl Signature {
 
         let mut outputs = Vec::new();
         let mut has_logits = false;
+        let mut has_hidden_states = false;
         let mut has_present = vec![false; config.n_layer * 2];
         for outlet in session.outputs() {
             let name = outlet.name();
@@ -238,6 +245,14 @@ impl Signature {
                     return Err(layout_error(format!(
                         "output `logits` is {element_type}, expected Float32"
                     )));
+                }
+                if shape.len() == 2 {
+                    return Err(layout_error(
+                        "output `logits` is [batch, num_labels]: a sequence-classification graph \
+                         (GPT2ForSequenceClassification), not a language model; run it with \
+                         gptrt::tasks::SequenceClassifier (`gptrt classify --model DIR`)"
+                            .to_string(),
+                    ));
                 }
                 if shape.len() != 3 {
                     return Err(layout_error(format!(
@@ -252,6 +267,9 @@ impl Signature {
                     )));
                 }
                 has_logits = true;
+            } else if name == LAST_HIDDEN_STATE {
+                check_hidden_shape(&shape, ty, config).map_err(layout_error)?;
+                has_hidden_states = true;
             } else if let Some(slot) =
                 (0..config.n_layer * 2).find(|slot| present_name(slot / 2, slot % 2 == 0) == name)
             {
@@ -297,8 +315,32 @@ impl Signature {
                 }),
             logits_to_keep_is_input: logits_to_keep_input,
             shares_kv_buffer,
+            has_hidden_states,
         })
     }
+}
+
+fn check_hidden_shape(
+    shape: &[i64],
+    ty: Option<TensorElementType>,
+    config: &ModelConfig,
+) -> std::result::Result<(), String> {
+    if ty != Some(TensorElementType::Float32) {
+        return Err(format!("output `{LAST_HIDDEN_STATE}` is not Float32"));
+    }
+    if shape.len() != 3 {
+        return Err(format!(
+            "output `{LAST_HIDDEN_STATE}` has rank {}, expected [batch, sequence, n_embd]",
+            shape.len()
+        ));
+    }
+    if shape[2] > 0 && shape[2] as usize != config.n_embd {
+        return Err(format!(
+            "output `{LAST_HIDDEN_STATE}` has width {} but config.json says n_embd = {}",
+            shape[2], config.n_embd
+        ));
+    }
+    Ok(())
 }
 
 fn check_kv_shape(

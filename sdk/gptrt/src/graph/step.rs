@@ -8,7 +8,9 @@ use ort::value::{Tensor, TensorRef, TensorValueType};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::graph::signature::{past_name, present_name, LOGITS_TO_KEEP, PAST_SEQUENCE_LENGTH};
+use crate::graph::signature::{
+    past_name, present_name, LAST_HIDDEN_STATE, LOGITS_TO_KEEP, PAST_SEQUENCE_LENGTH,
+};
 use crate::graph::Graph;
 use crate::kv::{CacheDevice, KvCache, SharedKv};
 
@@ -36,7 +38,6 @@ impl Graph {
         logits: &mut Vec<f32>,
         all_positions: bool,
     ) -> Result<()> {
-        let first_step = cache.is_empty();
         let graph = self;
         let signature = &graph.signature;
         let context = || format!("running {}", graph.path.display());
@@ -47,7 +48,83 @@ impl Graph {
             return self.run_shared(config, input, cache, logits, all_positions);
         }
 
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+        let inputs = self.feeds(config, input, cache, all_positions)?;
+
+        let mut session = graph.session();
+        // On a GPU the presents are written straight into tensors in its memory, where the next
+        // step reads them as its past; outputs not given a tensor (the logits) come to the host.
+        // On the host, the outputs ONNX Runtime allocates from its arena already are where the
+        // cache belongs, while a tensor made here would be zeroed first (ort's `Tensor::new`
+        // writes every byte: 10-25 % of a 16-row decode step of gpt2-small).
+        let cache_device = CacheDevice::for_provider(&graph.provider);
+        let options;
+        // Generation never reads `last_hidden_state`: not fetching it spares its copy out of the
+        // arena, where ONNX Runtime would otherwise have to keep it for us.
+        let skip_hidden = signature.has_hidden_states;
+        let mut outputs = if (keeps_cache && !cache_device.is_host()) || skip_hidden {
+            let mut selected = OutputSelector::default();
+            if skip_hidden {
+                selected = selected.without(LAST_HIDDEN_STATE);
+            }
+            if keeps_cache && !cache_device.is_host() {
+                let allocator = cache_device.allocator(&session).map_err(ort_err)?;
+                let shape = [batch, config.n_head, past_len + seq, config.head_dim()];
+                for slot in 0..config.n_layer * 2 {
+                    let present = Tensor::<f32>::new(&allocator, shape).map_err(ort_err)?;
+                    selected = selected.preallocate(present_name(slot / 2, slot % 2 == 0), present);
+                }
+            }
+            options = RunOptions::new().map_err(ort_err)?.with_outputs(selected);
+            session.run_with_options(inputs, &options)
+        } else {
+            session.run(inputs)
+        }
+        .map_err(ort_err)?;
+        read_logits(
+            config.vocab_size,
+            &outputs,
+            input,
+            logits,
+            all_positions,
+            &context,
+        )?;
+        if keeps_cache {
+            cache.values.clear();
+            for slot in 0..config.n_layer * 2 {
+                let name = present_name(slot / 2, slot % 2 == 0);
+                let value = outputs
+                    .remove(&name)
+                    .ok_or_else(|| Error::UnexpectedOutput {
+                        tensor: name.clone(),
+                        message: "missing from the run's outputs".to_string(),
+                    })?
+                    .downcast::<TensorValueType<f32>>()
+                    .map_err(|e| Error::UnexpectedOutput {
+                        tensor: name.clone(),
+                        message: format!("not a float32 tensor ({e})"),
+                    })?;
+                cache.values.push(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The named inputs of one step over `input` (everything but a shared-buffer graph's bindings):
+    /// ids, mask, positions, `use_cache_branch`, `logits_to_keep` (1 unless `all_positions`) and the
+    /// past (empty on the first step).
+    pub(crate) fn feeds<'a>(
+        &self,
+        config: &ModelConfig,
+        input: &StepInput<'a>,
+        cache: &'a KvCache,
+        all_positions: bool,
+    ) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>> {
+        let first_step = cache.is_empty();
+        let signature = &self.signature;
+        let ort_err = |e: ort::Error| Error::ort(format!("running {}", self.path.display()), e);
+        let (batch, seq) = (input.batch, input.seq);
+        let past_len = input.attention_mask.len() / batch - seq;
+        let mut inputs: Vec<(Cow<'a, str>, SessionInputValue<'a>)> =
             Vec::with_capacity(signature.inputs.len());
         inputs.push((
             "input_ids".into(),
@@ -94,56 +171,7 @@ impl Graph {
                 }
             }
         }
-
-        let mut session = graph.session();
-        // On a GPU the presents are written straight into tensors in its memory, where the next
-        // step reads them as its past; outputs not given a tensor (the logits) come to the host.
-        // On the host, the outputs ONNX Runtime allocates from its arena already are where the
-        // cache belongs, while a tensor made here would be zeroed first (ort's `Tensor::new`
-        // writes every byte: 10-25 % of a 16-row decode step of gpt2-small).
-        let cache_device = CacheDevice::for_provider(&graph.provider);
-        let options;
-        let mut outputs = if keeps_cache && !cache_device.is_host() {
-            let allocator = cache_device.allocator(&session).map_err(ort_err)?;
-            let shape = [batch, config.n_head, past_len + seq, config.head_dim()];
-            let mut presents = OutputSelector::default();
-            for slot in 0..config.n_layer * 2 {
-                let present = Tensor::<f32>::new(&allocator, shape).map_err(ort_err)?;
-                presents = presents.preallocate(present_name(slot / 2, slot % 2 == 0), present);
-            }
-            options = RunOptions::new().map_err(ort_err)?.with_outputs(presents);
-            session.run_with_options(inputs, &options)
-        } else {
-            session.run(inputs)
-        }
-        .map_err(ort_err)?;
-        read_logits(
-            config.vocab_size,
-            &outputs,
-            input,
-            logits,
-            all_positions,
-            &context,
-        )?;
-        if keeps_cache {
-            cache.values.clear();
-            for slot in 0..config.n_layer * 2 {
-                let name = present_name(slot / 2, slot % 2 == 0);
-                let value = outputs
-                    .remove(&name)
-                    .ok_or_else(|| Error::UnexpectedOutput {
-                        tensor: name.clone(),
-                        message: "missing from the run's outputs".to_string(),
-                    })?
-                    .downcast::<TensorValueType<f32>>()
-                    .map_err(|e| Error::UnexpectedOutput {
-                        tensor: name.clone(),
-                        message: format!("not a float32 tensor ({e})"),
-                    })?;
-                cache.values.push(value);
-            }
-        }
-        Ok(())
+        Ok(inputs)
     }
 
     /// [`Graph::run`] for a shared-buffer graph: the cache tensors are bound as both

@@ -137,6 +137,11 @@ impl Model {
         )
     }
 
+    /// The graph that runs a sequence's first step (the only graph of every layout but split).
+    pub(crate) fn prompt_graph(&self) -> &Graph {
+        &self.prompt_graph
+    }
+
     /// Check that every id is inside the vocabulary.
     pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids

@@ -16,6 +16,8 @@ pub(super) struct HostContext {
     /// Capability `org.gptrt.token_bytes`: points into the model's tokenizer, which `model` keeps
     /// alive as long as this context.
     token_bytes: Option<GptrtTokenBytes>,
+    /// Capability `org.gptrt.hidden_states`, when the model's graph returns them.
+    hidden_states: Option<GptrtHiddenStates>,
 }
 
 /// The host API struct and its context, at a stable address for the life of an instance.
@@ -37,7 +39,9 @@ impl HostApi {
                 special: special.as_ptr().cast::<u8>(),
             }
         });
+        let hidden_states = model.as_deref().and_then(super::host_hidden::table);
         let mut context = Box::new(HostContext {
+            hidden_states,
             model,
             last_log: Mutex::new(None),
             token_bytes,
@@ -312,11 +316,14 @@ unsafe extern "C" fn host_get_capability(
         let (Some(ctx), Some(id)) = (unsafe { context(host_data) }, unsafe { arg_str(id) }) else {
             return std::ptr::null();
         };
-        match (id, &ctx.token_bytes) {
-            (GPTRT_CAPABILITY_TOKEN_BYTES, Some(table)) => {
+        match (id, &ctx.token_bytes, &ctx.hidden_states) {
+            (GPTRT_CAPABILITY_TOKEN_BYTES, Some(table), _) => {
                 (table as *const GptrtTokenBytes).cast::<c_void>()
             }
-            // Anything else (hidden states, ...) is not offered yet: plugins must cope with NULL.
+            (GPTRT_CAPABILITY_HIDDEN_STATES, _, Some(table)) => {
+                (table as *const GptrtHiddenStates).cast::<c_void>()
+            }
+            // Anything else is not offered: plugins must cope with NULL.
             _ => std::ptr::null(),
         }
     });

@@ -17,6 +17,7 @@ pub use samplers::{add_samplers, SamplerSpec, SharedPluginHost};
 
 mod allowlist;
 mod host_api;
+mod host_hidden;
 mod host_model;
 mod instances;
 mod loader;

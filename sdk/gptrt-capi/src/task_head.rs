@@ -1,0 +1,96 @@
+//! Task-head instances from C: made once (the plugin's `create` runs, reading its config and any
+//! files such as a trained head, once), then run on many inputs, alongside the one-shot
+//! `gptrt_task_head_run`.
+
+use std::ffi::{c_char, CString};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{boundary, gptrt_status_t, Failure};
+use crate::ffi::{check_out, read_str, write_out};
+use crate::handles;
+
+/// A task-head plugin instance over a model. Opaque; made by `gptrt_task_head_new`, run with
+/// `gptrt_task_head_call`, released by `gptrt_task_head_free`.
+pub struct gptrt_task_head_t(());
+
+/// The object behind a `gptrt_task_head_t`: the instance runs one call at a time (calls from
+/// several threads wait for each other).
+pub(crate) type TaskHeadObject = Mutex<gptrt::TaskHead>;
+
+/// Make an instance of task-head plugin `id` (loaded into `host`) over `model`, configured by
+/// `config_json` (NULL: the plugin's defaults). On success `*out_head` receives a new handle to
+/// release with `gptrt_task_head_free`. The plugin's configuration (e.g. a classification head's
+/// files) is read here, once; a bad one fails here, naming the plugin.
+///
+/// [thread-safe]
+///
+/// # Safety
+/// `id` is a NUL-terminated string, `config_json` NULL or one; `out_head` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_task_head_new(
+    host: *const crate::plugin::gptrt_plugin_host_t,
+    model: *const crate::model::gptrt_model_t,
+    id: *const c_char,
+    config_json: *const c_char,
+    out_head: *mut *mut gptrt_task_head_t,
+) -> gptrt_status_t {
+    boundary("gptrt_task_head_new", || {
+        check_out(out_head, "out_head")?;
+        let host = handles::get(host, "host")?;
+        let model = handles::get(model, "model")?;
+        // SAFETY: caller contract.
+        let id = unsafe { read_str(id, "id") }?;
+        let config = if config_json.is_null() {
+            None
+        } else {
+            // SAFETY: caller contract.
+            Some(unsafe { read_str(config_json, "config_json") }?)
+        };
+        let head = host.lock().task_head(id, config, model)?;
+        let handle = handles::insert::<gptrt_task_head_t>(Arc::new(Mutex::new(head)));
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_head, handle) };
+        Ok(())
+    })
+}
+
+/// Run a task-head instance: `input_json` in, JSON out. On success `*out_json` receives a
+/// NUL-terminated string owned by gptrt, to release with `gptrt_string_free`. A failed call
+/// (bad input) leaves the instance usable.
+///
+/// [thread-safe; calls on one instance run one at a time, on the calling thread]
+///
+/// # Safety
+/// `input_json` is a NUL-terminated string; `out_json` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_task_head_call(
+    head: *const gptrt_task_head_t,
+    input_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> gptrt_status_t {
+    boundary("gptrt_task_head_call", || {
+        check_out(out_json, "out_json")?;
+        let head = handles::get(head, "head")?;
+        // SAFETY: caller contract.
+        let input = unsafe { read_str(input_json, "input_json") }?;
+        // A plugin panic is caught inside `run`: the instance is intact after a poisoned lock.
+        let output = head
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .run(input)?;
+        let text = CString::new(output)
+            .map_err(|_| Failure::invalid("the task head's output contains NUL"))?;
+        // SAFETY: checked non-NULL above; released by gptrt_string_free.
+        unsafe { write_out(out_json, text.into_raw()) };
+        Ok(())
+    })
+}
+
+/// Release a task-head instance (the plugin's `destroy` runs). NULL, or a handle freed already, is
+/// ignored.
+///
+/// [thread-safe] Do not use the handle after this call.
+#[no_mangle]
+pub extern "C" fn gptrt_task_head_free(head: *mut gptrt_task_head_t) {
+    crate::error::boundary_value((), || handles::remove(head));
+}
