@@ -140,19 +140,23 @@ def bias_of(g: Graph, tensor: str) -> str | None:
     return None
 
 
-def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """({HF weight and bias names: fp32, weights [in, out]}, LM head [in, vocab] or None)."""
+def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple | None]:
+    """({HF weight and bias names: fp32, weights [in, out]}, LM head [in, vocab] or None,
+    the LM head's (int8 values, zero point, per-tensor scale) when it is quantized)."""
     found: dict[str, np.ndarray] = {}
-    lm_head = None
+    lm_head, lm_head_q, quant = None, None, None
     for n in g.nodes:
         if n.op_type == "MatMulInteger":
             wq = n.input[1]
             if not g.is_init(wq):
                 continue
-            zp = g.init[n.input[3]].astype(np.float32) if len(n.input) > 3 and n.input[3] else 0.0
-            w = (g.init[wq].astype(np.float32) - zp) * scale_after(g, n.output[0], n.name)
+            zp = g.init[n.input[3]].astype(np.float32) if len(n.input) > 3 and n.input[3] else np.float32(0)
+            scale = scale_after(g, n.output[0], n.name)
+            w = (g.init[wq].astype(np.float32) - zp) * scale
+            quant = (g.init[wq], zp, scale)
         elif n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and g.is_init(n.input[1]):
             w = g.init[n.input[1]].astype(np.float32)
+            quant = None
             if n.op_type == "Gemm":
                 if any(a.name == "transB" and a.i for a in n.attribute):
                     w = w.T
@@ -165,7 +169,7 @@ def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
             if g.reaches_output(n.output[0], "logits"):
                 if lm_head is not None:
                     raise SystemExit(f"error: a second LM head MatMul {n.name!r}")
-                lm_head = w
+                lm_head, lm_head_q = w, quant
                 continue
             raise SystemExit(f"error: weight MatMul {n.name!r} ({n.input[1]}) has no bias Add and is not the "
                              "LM head: cannot name its parameter")
@@ -177,12 +181,14 @@ def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
                              "outputs")
         found[name] = w
         found[bias] = g.init[bias].astype(np.float32)
-    return found, lm_head
+    return found, lm_head, lm_head_q
 
 
-def embedding_tables(g: Graph) -> dict[str, np.ndarray]:
-    """{transformer.wte.weight / transformer.wpe.weight: [rows, n_embd] fp32} from the Gather nodes."""
+def embedding_tables(g: Graph) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+    """({transformer.wte.weight / transformer.wpe.weight: [rows, n_embd] fp32} from the Gather nodes,
+    {name: (int8 table, per-row scale [rows, 1])} for the quantized ones)."""
     found: dict[str, np.ndarray] = {}
+    quantized: dict[str, tuple] = {}
     gathers = [n for n in g.nodes if n.op_type == "Gather" and g.is_init(n.input[0]) and g.init[n.input[0]].ndim == 2]
     scale_gathers = {}
     for n in gathers:
@@ -205,11 +211,42 @@ def embedding_tables(g: Graph) -> dict[str, np.ndarray]:
             scale = scale_gathers.get(n.input[1])
             if scale is None:
                 raise SystemExit(f"error: int8 table {n.input[0]} has no per-row scale Gather with the same indices")
+            quantized[name] = (table, scale)
             table = table.astype(np.float32) * scale
         if name in found:
             raise SystemExit(f"error: two Gathers map to {name}")
         found[name] = table.astype(np.float32)
-    return found
+    return found, quantized
+
+
+def reconcile_tied(row_q: np.ndarray, row_scale: np.ndarray, head_q: np.ndarray, head_zp, head_scale,
+                   ) -> tuple[np.ndarray, dict]:
+    """One fp32 embedding that both of the graph's int8 copies come from.
+
+    The graph quantized the same fp32 table twice: per row for the embedding Gather and per tensor
+    (transposed) for the LM head. Each int8 value says the original lay within half a step of
+    q * scale, so the original lies in the intersection of the two intervals; its midpoint
+    re-quantizes to both int8 tables (quantize.py, the same pipeline, then rebuilds the committed
+    graph's weights) and is closer to the original than either dequantized copy. Each row's
+    largest entry stays exactly 127 * row scale so both scales come out the same. Where the
+    intervals do not meet (a graph not quantized from one table), the per-row value is kept.
+    """
+    row_q = row_q.astype(np.float32)
+    head = (head_q.T.astype(np.float32) - np.float32(head_zp))
+    hs = np.float32(head_scale)
+    lo = np.maximum((row_q - 0.5) * row_scale, (head - 0.5) * hs)
+    hi = np.minimum((row_q + 0.5) * row_scale, (head + 0.5) * hs)
+    ok = lo <= hi
+    w = np.where(ok, (lo + hi) / 2, row_q * row_scale).astype(np.float32)
+    at_max = np.abs(row_q) == 127
+    w = np.where(at_max, row_q * row_scale, w).astype(np.float32)
+    # No entry may exceed its row's maximum, or the per-row scale would change.
+    cap = 127 * row_scale
+    w = np.clip(w, -cap, cap).astype(np.float32)
+    stats = {"entries": int(w.size), "intervals_disjoint": int((~ok).sum())}
+    log(f"tied embedding: {stats['intervals_disjoint']} of {stats['entries']:,} entries have no value that "
+        "quantizes to both int8 copies (kept per row)")
+    return w, stats
 
 
 def layer_norms(g: Graph) -> dict[str, np.ndarray]:
@@ -234,8 +271,8 @@ def reconstruct(model_dir: Path, out: Path) -> dict:
         raise SystemExit(f"error: {graph_path} not found (the single layout's model.onnx)")
     cfg = GPT2Config.from_pretrained(model_dir)
     g = Graph(graph_path)
-    weights, lm_head = matmul_weights(g)
-    embeds = embedding_tables(g)
+    weights, lm_head, lm_head_q = matmul_weights(g)
+    embeds, embeds_q = embedding_tables(g)
     norms = layer_norms(g)
     params: dict[str, np.ndarray] = {}
     for part in (weights, embeds, norms):
@@ -268,7 +305,10 @@ def reconstruct(model_dir: Path, out: Path) -> dict:
             raise SystemExit(f"error: LM head is {lm_head.shape}, expected {wte.T.shape}")
         info["lm_head_vs_embedding_max_abs_diff"] = float(np.abs(lm_head - wte.T).max())
         log(f"tied LM head: the graph's per-tensor wte^T differs from the per-row embedding by at most "
-            f"{info['lm_head_vs_embedding_max_abs_diff']:.5f}; the checkpoint keeps the embedding")
+            f"{info['lm_head_vs_embedding_max_abs_diff']:.5f}")
+        if lm_head_q is not None and "transformer.wte.weight" in embeds_q:
+            params["transformer.wte.weight"], info["tied_reconciled"] = reconcile_tied(
+                *embeds_q["transformer.wte.weight"], *lm_head_q)
     else:
         params["lm_head.weight"] = lm_head.T
     with torch.no_grad():
