@@ -22,7 +22,10 @@ Turns alternate between the two speaker tags of `gptrt chat`'s defaults, the fir
     User: What a pity it is, Elinor, that Edward should have no taste for drawing.
     Bot: No taste for drawing! why should you think so? He does not draw himself, ...
     User: ...
+    User:
 
+Every chunk ends with its last Bot turn and the user tag that would follow it (then
+<|endoftext|> in the token streams), so a reply is always followed by the next speaker tag.
 The first line is the persona, plain text: "You are B, talking with U." when the attribution
 names both speakers, "You are B." when it names the replying one, otherwise "A conversation in
 Jane Austen's TITLE.". A conversation longer than CHUNK_TOKENS is cut into chunks of whole
@@ -147,8 +150,10 @@ def persona(turns: list[dict], title: str) -> str:
 
 
 def render(persona_line: str, turns: list[dict]) -> str:
+    # The chunk ends where the user's next turn begins, not with <|endoftext|> right after a reply:
+    # trained on the latter, the model learns to end its reply with "\n<|endoftext|>".
     lines = [persona_line] + [f"{USER_TAG if t['role'] == 'user' else BOT_TAG} {t['text']}" for t in turns]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + f"\n{USER_TAG}"
 
 
 def chunks_of(run: list[dict], title: str, n_tokens) -> list[dict]:

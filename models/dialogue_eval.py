@@ -12,6 +12,7 @@ through onnxruntime with the KV cache (the single layout), until <|endoftext|>, 
 after a newline, or max_new_tokens. Each reply is classified by what follows its first newline:
   tag         "User:": the reply ended at the next speaker tag (what `gptrt chat` stops on)
   bot_tag     "Bot:": the model went on to speak again
+  newline_eos <|endoftext|>: the line ended, then the text (a clean end, but not the tag)
   other_line  anything else (narration, a new paragraph)
   eos         <|endoftext|> before any newline
   length      no newline within max_new_tokens
@@ -137,6 +138,8 @@ def classify(text: str, ended_eos: bool) -> str:
             return "tag"
         if after.startswith(BOT_TAG):
             return "bot_tag"
+        if after.startswith("<|endoftext|>"):
+            return "newline_eos"
         return "other_line"
     return "eos" if ended_eos else "length"
 
@@ -162,6 +165,18 @@ def perplexities(folder: Path, heldout_u16: Path, threads: int) -> dict:
             "old_heldout_ppl": math.exp(old_nll)}
 
 
+def reclassify(path: Path) -> dict:
+    """Recount a saved result's replies with the current classify() (no generation)."""
+    res = json.loads(path.read_text())
+    kinds: Counter = Counter()
+    for r in res["replies"]:
+        r["kind"] = classify(r["reply"], r["reply"].endswith("<|endoftext|>") and "\n" not in r["reply"])
+        kinds[r["kind"]] += 1
+    res["kinds"] = dict(kinds)
+    res["ends_at_tag_rate"] = kinds["tag"] / len(res["replies"])
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", required=True, help="a single-layout model folder (model.onnx + configs)")
@@ -169,9 +184,20 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N prompts")
     ap.add_argument("--out", help="also write the JSON result (with every reply) here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--perplexity-only", action="store_true",
+                    help="update --out's perplexities and reply kinds, without generating again")
     args = ap.parse_args()
 
     from tokenizers import Tokenizer
+
+    if args.perplexity_only:
+        if not args.out:
+            sys.exit("error: --perplexity-only needs --out (an earlier result to update)")
+        res = reclassify(Path(args.out))
+        res.update(perplexities(Path(args.onnx), Path(args.dialogue) / "heldout.u16", args.threads))
+        Path(args.out).write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+        print(json.dumps({k: v for k, v in res.items() if k != "replies"}))
+        return
 
     folder = Path(args.onnx)
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
