@@ -184,6 +184,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N prompts")
     ap.add_argument("--out", help="also write the JSON result (with every reply) here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repetition-penalty", type=float,
+                    help="override the generation config's (it also penalizes the newline and tag tokens "
+                         "of the prompt, which a reply needs to end at the tag)")
     ap.add_argument("--perplexity-only", action="store_true",
                     help="update --out's perplexities and reply kinds, without generating again")
     args = ap.parse_args()
@@ -203,6 +206,8 @@ def main() -> None:
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
     decode = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
     gen = Generator(folder, args.threads)
+    if args.repetition_penalty is not None:
+        gen.gen["repetition_penalty"] = args.repetition_penalty
     items = prompts(Path(args.dialogue) / "heldout.jsonl")[: args.limit]
     kinds: Counter = Counter()
     replies = []
