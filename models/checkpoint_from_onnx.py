@@ -140,6 +140,16 @@ def bias_of(g: Graph, tensor: str) -> str | None:
     return None
 
 
+def constant_weight(g: Graph, name: str) -> np.ndarray | None:
+    """An fp32 initializer, or the Transpose of one (optimum's export of the tied LM head)."""
+    if g.is_init(name):
+        return g.init[name].astype(np.float32)
+    n = g.producer.get(name)
+    if n is not None and n.op_type == "Transpose" and g.is_init(n.input[0]) and g.init[n.input[0]].ndim == 2:
+        return g.init[n.input[0]].astype(np.float32).T
+    return None
+
+
 def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple | None]:
     """({HF weight and bias names: fp32, weights [in, out]}, LM head [in, vocab] or None,
     the LM head's (int8 values, zero point, per-tensor scale) when it is quantized)."""
@@ -154,8 +164,8 @@ def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None, 
             scale = scale_after(g, n.output[0], n.name)
             w = (g.init[wq].astype(np.float32) - zp) * scale
             quant = (g.init[wq], zp, scale)
-        elif n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and g.is_init(n.input[1]):
-            w = g.init[n.input[1]].astype(np.float32)
+        elif n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and constant_weight(g, n.input[1]) is not None:
+            w = constant_weight(g, n.input[1])
             quant = None
             if n.op_type == "Gemm":
                 if any(a.name == "transB" and a.i for a in n.attribute):
@@ -164,7 +174,10 @@ def matmul_weights(g: Graph) -> tuple[dict[str, np.ndarray], np.ndarray | None, 
                     raise SystemExit(f"error: Gemm {n.name!r} has transA=1; not a GPT-2 export")
         else:
             continue
-        bias = bias_of(g, n.output[0])
+        # optimum exports Conv1D as Gemm with the bias as its third input; quantize.py's rewrite
+        # turns that into MatMul + Add.
+        gemm_bias = n.input[2] if n.op_type == "Gemm" and len(n.input) > 2 and g.is_init(n.input[2]) else None
+        bias = gemm_bias if gemm_bias and gemm_bias.endswith(".bias") else bias_of(g, n.output[0])
         if bias is None:
             if g.reaches_output(n.output[0], "logits"):
                 if lm_head is not None:
@@ -304,7 +317,7 @@ def reconstruct(model_dir: Path, out: Path) -> dict:
         if lm_head.shape != wte.T.shape:
             raise SystemExit(f"error: LM head is {lm_head.shape}, expected {wte.T.shape}")
         info["lm_head_vs_embedding_max_abs_diff"] = float(np.abs(lm_head - wte.T).max())
-        log(f"tied LM head: the graph's per-tensor wte^T differs from the per-row embedding by at most "
+        log(f"tied LM head: the graph's LM head weight differs from its embedding by at most "
             f"{info['lm_head_vs_embedding_max_abs_diff']:.5f}")
         if lm_head_q is not None and "transformer.wte.weight" in embeds_q:
             params["transformer.wte.weight"], info["tied_reconciled"] = reconcile_tied(
