@@ -90,6 +90,8 @@ fn turns_run_only_new_tokens_and_equal_one_shot_generation_on_every_layout() {
     }
 }
 
+/// Turns long enough to share passes: a joining turn may take up to `ROW_ALIGNMENT - 1` steps
+/// alone before its width agrees with the batch's.
 #[test]
 fn a_batched_sessions_turn_joins_the_batch_and_keeps_its_cache() {
     let model = Arc::new(load("single"));
@@ -101,8 +103,10 @@ fn a_batched_sessions_turn_joins_the_batch_and_keeps_its_cache() {
         for (n, session) in sessions.iter().enumerate() {
             added.push(session.append_text(&format!("{text} {n}")).unwrap());
             let full = session.tokens().unwrap();
-            expected.push(one_shot(&model, &full, &greedy(5 + n)));
-            session.start_turn(&greedy(5 + n)).unwrap();
+            expected.push(one_shot(&model, &full, &greedy(16 + n)));
+        }
+        for (n, session) in sessions.iter().enumerate() {
+            session.start_turn(&greedy(16 + n)).unwrap();
         }
         for (n, session) in sessions.iter().enumerate() {
             let before = session.tokens_run().unwrap_or(0);
