@@ -68,8 +68,9 @@ impl Tokenizer {
     }
 
     /// Parse `tokenizer.json` (`origin` names it in errors). The `tokenizers` crate panics on some
-    /// malformed files (a `decoder` nested past serde_json's depth limit, for one): the JSON is
-    /// checked first, and a panic that still escapes becomes an error naming the file.
+    /// malformed files (a `decoder` nested past serde_json's depth limit, or with a syntax error
+    /// inside it): the JSON's depth and syntax are checked first, and a panic that still escapes
+    /// becomes an error naming the file.
     fn from_json(json: &[u8], origin: &Path) -> Result<Tokenizer> {
         let error = |message: String| Error::Tokenizer(format!("{}: {message}", origin.display()));
         let depth = json_nesting_depth(json);
@@ -79,6 +80,12 @@ impl Tokenizer {
                  {MAX_JSON_DEPTH}"
             )));
         }
+        // The crate parses its `decoder` with `expect`: any parse error inside it (syntax, bytes
+        // that are not UTF-8, a lone surrogate escape, a number out of range) panics, which aborts
+        // a host built with `panic = "abort"` and prints through any host's hook. A full parse
+        // here meets every such error first (skipping values would not check their strings).
+        serde_json::from_slice::<serde_json::Value>(json)
+            .map_err(|e| error(format!("not valid JSON: {e}")))?;
         let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json)).map_err(
             |panic| {
                 let reason = panic

@@ -19,7 +19,7 @@ mod allowlist;
 mod host_api;
 mod host_model;
 mod instances;
-mod loader;
+pub(crate) mod loader;
 
 pub use allowlist::Allowlist;
 pub use instances::{PluginSampler, TaskHead};
