@@ -79,13 +79,11 @@ fn one_process_survives_every_damaged_model_folder() {
             problems.push(format!("{}: {load}", case.name));
         }
         match case.expect {
-            Expect::Refused(needles) => {
-                if loaded || !needles.iter().all(|n| load.contains(n)) {
-                    problems.push(format!(
-                        "{}: expected an error naming {needles:?}, got {load:?}",
-                        case.name
-                    ));
-                }
+            Expect::Refused(needles) if loaded || !needles.iter().all(|n| load.contains(n)) => {
+                problems.push(format!(
+                    "{}: expected an error naming {needles:?}, got {load:?}",
+                    case.name
+                ));
             }
             Expect::Accepted if !loaded => {
                 problems.push(format!("{}: expected to load, got {load:?}", case.name));

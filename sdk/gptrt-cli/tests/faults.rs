@@ -88,10 +88,12 @@ fn every_damaged_model_folder_is_a_clean_error_or_a_documented_acceptance() {
                 problems.push(format!("{what}: {stderr}"));
             }
             match case.expect {
-                Expect::Refused(needles) => {
-                    if code == Some(0) || !needles.iter().all(|n| stderr.contains(n)) {
-                        problems.push(format!("{what}: expected an error naming {needles:?}, got exit {code:?}: {stderr}"));
-                    }
+                Expect::Refused(needles)
+                    if code == Some(0) || !needles.iter().all(|n| stderr.contains(n)) =>
+                {
+                    problems.push(format!(
+                        "{what}: expected an error naming {needles:?}, got exit {code:?}: {stderr}"
+                    ));
                 }
                 Expect::Accepted if stderr.contains(&dir) && stderr.contains("error") => {
                     problems.push(format!("{what}: expected to load: {stderr}"));

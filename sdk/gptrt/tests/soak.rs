@@ -23,7 +23,7 @@ fn rss_bytes() -> usize {
 fn generate(session: &Session, i: usize) {
     let config = GenerationConfig {
         max_new_tokens: Some(4),
-        do_sample: i % 2 == 0,
+        do_sample: i.is_multiple_of(2),
         seed: Some(i as u64),
         ..Default::default()
     };
@@ -48,7 +48,7 @@ fn soak(generations: usize, bound: usize) -> (usize, usize) {
     let model = Arc::new(common::load("single"));
     let batcher = Batcher::new(model.clone()).unwrap();
     let session = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Session::new(model.clone()).unwrap()
         } else {
             Session::new_batched(&batcher)

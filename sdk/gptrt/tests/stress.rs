@@ -103,7 +103,7 @@ fn stress(model: Arc<Model>, batched: bool) -> (usize, usize) {
                 for i in 0..PER_THREAD {
                     let n = t * PER_THREAD + i;
                     let (prompt, config) = &jobs[n % jobs.len()];
-                    let cancel = n % 5 == 0;
+                    let cancel = n.is_multiple_of(5);
                     let ids = run(&session, prompt, config, cancel);
                     if !cancel {
                         assert_eq!(
