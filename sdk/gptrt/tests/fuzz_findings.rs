@@ -100,3 +100,21 @@ fn options_round_trip_through_json_exactly() {
         );
     }
 }
+
+/// fuzz target `tokenizer_json`: a BPE merge whose second part is shorter than
+/// `continuing_subword_prefix` made the `tokenizers` crate slice past its end (a panic at load).
+#[test]
+fn a_merge_shorter_than_the_subword_prefix_is_refused_without_a_panic() {
+    watch_panics();
+    let json = corpus("tokenizer_json", "finding-db69e66ab966");
+    let Err(error) = Tokenizer::from_bytes(&json) else {
+        panic!("malformed tokenizer.json accepted");
+    };
+    let error = error.to_string();
+    assert!(error.contains("tokenizer.json"), "{error}");
+    assert!(error.contains("BPE merge #0"), "{error}");
+    assert!(
+        !this_thread_panicked(),
+        "the tokenizers crate panicked: {error}"
+    );
+}
