@@ -14,5 +14,7 @@ scripts/headers.sh --check
 echo "== cargo test"
 cargo test --workspace
 scripts/test-c.sh --after-cargo-test
+echo "== fuzz targets, short: a fixed number of runs each (scripts/fuzz.sh runs them long)"
+scripts/fuzz.sh --short
 echo "== GPU execution providers compiled in (fallback and strict paths; no GPU here)"
 cargo test -p gptrt --features cuda,tensorrt,directml --test providers

@@ -41,6 +41,9 @@
 mod batch;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod graph;
 mod kv;

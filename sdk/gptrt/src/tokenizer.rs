@@ -68,8 +68,9 @@ impl Tokenizer {
     }
 
     /// Parse `tokenizer.json` (`origin` names it in errors). The `tokenizers` crate panics on some
-    /// malformed files (a `decoder` nested past serde_json's depth limit, for one): the JSON is
-    /// checked first, and a panic that still escapes becomes an error naming the file.
+    /// malformed files (a `decoder` nested past serde_json's depth limit, or with a syntax error
+    /// inside it): the JSON's depth and syntax are checked first, and a panic that still escapes
+    /// becomes an error naming the file.
     fn from_json(json: &[u8], origin: &Path) -> Result<Tokenizer> {
         let error = |message: String| Error::Tokenizer(format!("{}: {message}", origin.display()));
         let depth = json_nesting_depth(json);
@@ -79,6 +80,13 @@ impl Tokenizer {
                  {MAX_JSON_DEPTH}"
             )));
         }
+        // The crate parses its `decoder` with `expect`: any parse error inside it (syntax, bytes
+        // that are not UTF-8, a lone surrogate escape, a number out of range) panics, which aborts
+        // a host built with `panic = "abort"` and prints through any host's hook. A full parse
+        // here meets every such error first (skipping values would not check their strings).
+        let value = serde_json::from_slice::<serde_json::Value>(json)
+            .map_err(|e| error(format!("not valid JSON: {e}")))?;
+        check_bpe_merges(&value).map_err(error)?;
         let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json)).map_err(
             |panic| {
                 let reason = panic
@@ -238,6 +246,40 @@ fn json_nesting_depth(json: &[u8]) -> usize {
         }
     }
     deepest
+}
+
+/// The `tokenizers` crate cuts `continuing_subword_prefix` off the second part of every BPE merge
+/// without checking that part is that long (a panic at load): refuse such a merge first, naming it.
+fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String> {
+    let Some(model) = json.get("model") else {
+        return Ok(());
+    };
+    let prefix = match model
+        .get("continuing_subword_prefix")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(prefix) if !prefix.is_empty() => prefix.len(),
+        _ => return Ok(()),
+    };
+    let Some(merges) = model.get("merges").and_then(serde_json::Value::as_array) else {
+        return Ok(());
+    };
+    for (index, merge) in merges.iter().enumerate() {
+        let second = match merge {
+            serde_json::Value::String(pair) => pair.split_once(' ').map(|(_, second)| second),
+            serde_json::Value::Array(parts) => parts.get(1).and_then(serde_json::Value::as_str),
+            _ => None,
+        };
+        if let Some(second) = second {
+            if !second.is_char_boundary(prefix) {
+                return Err(format!(
+                    "BPE merge #{index}: its second part {second:?} is shorter than \
+                     continuing_subword_prefix ({prefix} bytes)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// GPT-2's `bytes_to_unicode` table, inverted: for each char code below 324, the byte it stands for.

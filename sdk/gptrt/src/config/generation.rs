@@ -203,6 +203,13 @@ impl GenerationConfig {
         let path: PathBuf = dir.join("generation_config.json");
         if path.is_file() {
             GenerationConfig::from_file(&path)
+        } else if path.exists() {
+            // A FIFO or a device would block or never end; silently taking the defaults instead
+            // would hide that the folder is not what its owner thinks.
+            Err(Error::model_files(
+                &path,
+                "not a regular file (a FIFO, socket, device or folder?): gptrt reads model files only from regular files",
+            ))
         } else {
             Ok(GenerationConfig::default())
         }

@@ -51,11 +51,17 @@ fn gpt2_eos() -> u32 {
 impl ModelConfig {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<ModelConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| Error::Config {
+        ModelConfig::from_json_bytes(&bytes, path)
+    }
+
+    /// Parse and check `config.json` from bytes (`path` names it in errors): every number is
+    /// checked against its bound ([`MAX_LAYERS`] and the rest) before anything is sized from it.
+    pub fn from_json_bytes(bytes: &[u8], path: &Path) -> Result<ModelConfig> {
+        let config: ModelConfig = serde_json::from_slice(bytes).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("not a GPT-2 config.json: {e}"),
         })?;

@@ -119,13 +119,7 @@ impl Model {
     /// folder, and is refused here with an error naming the initializer and the file.
     pub fn load_from_memory(runtime: &Runtime, files: &ModelBytes<'_>) -> Result<Model> {
         let dir = PathBuf::from("<memory>");
-        let parse_error = |file: &str, message: String| Error::Config {
-            path: dir.join(file),
-            message,
-        };
-        let config: ModelConfig = serde_json::from_slice(files.config_json)
-            .map_err(|e| parse_error("config.json", format!("not a GPT-2 config.json: {e}")))?;
-        config.check(&dir.join("config.json"))?;
+        let config = ModelConfig::from_json_bytes(files.config_json, &dir.join("config.json"))?;
         let generation_config = match files.generation_config_json {
             Some(bytes) => {
                 GenerationConfig::from_json_bytes(bytes, &dir.join("generation_config.json"))?

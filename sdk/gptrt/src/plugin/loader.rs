@@ -136,6 +136,23 @@ pub fn load_library(path: &Path, allowlist: Option<&Allowlist>) -> Result<Plugin
         })?;
     // SAFETY: calling the plugin's entry point per the ABI.
     let entry_ptr = unsafe { entry_fn() };
+    // SAFETY: the entry point returned it, so it follows the ABI or is NULL.
+    unsafe { read_entry(&path, sha256, entry_ptr) }
+}
+
+/// Check what a plugin's entry point returned: the entry, then each descriptor and its vtable.
+/// Apart from `dlopen` and the entry call this is everything the loader decides, kept separate so
+/// the fuzz target `plugin_descriptor` can feed it arbitrary structs.
+///
+/// # Safety
+/// `entry_ptr` is NULL or points to a struct that starts with a `usize` size and is that large;
+/// each pointer inside it (strings, vtables, `get_plugin`'s results) is NULL or valid the same way.
+pub(crate) unsafe fn read_entry(
+    path: &Path,
+    sha256: String,
+    entry_ptr: *const GptrtPluginEntry,
+) -> Result<PluginLibrary> {
+    let label = path.display().to_string();
     // SAFETY: checked for NULL and size by read_sized.
     let entry: GptrtPluginEntry =
         unsafe { read_sized(&label, "the entry (gptrt_plugin_entry)", entry_ptr.cast()) }?;

@@ -20,7 +20,7 @@ mod host_api;
 mod host_hidden;
 mod host_model;
 mod instances;
-mod loader;
+pub(crate) mod loader;
 mod stop;
 
 pub use allowlist::Allowlist;
