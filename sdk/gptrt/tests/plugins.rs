@@ -95,7 +95,7 @@ fn shipped_plugins_describe_themselves() {
     let rust = load_library(&mirostat_library(), None).unwrap();
     let ids: Vec<&str> = rust.plugins.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["org.gptrt.mirostat-v2"]);
-    assert_eq!(rust.abi, (1, 1));
+    assert_eq!(rust.abi, (1, gptrt_plugin_api::GPTRT_PLUGIN_ABI_MINOR));
     let choice = load_library(&choice_library(), None).unwrap();
     assert_eq!(choice.plugins[0].id, "org.gptrt.choice");
     assert_eq!(choice.plugins[0].kind, gptrt::PluginKind::TaskHead);
