@@ -28,7 +28,7 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
 /// error naming the offending character.
 pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
     let symbols: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if symbols.len() % 4 != 0 {
+    if !symbols.len().is_multiple_of(4) {
         return Err(format!(
             "{} base64 characters is not a multiple of 4",
             symbols.len()

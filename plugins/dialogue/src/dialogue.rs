@@ -111,7 +111,7 @@ impl Dialogue {
         let meta: Meta = serde_json::from_slice(&data).map_err(|e| {
             format!("not a saved org.gptrt.dialogue state (its dialogue data: {e})")
         })?;
-        let len = probe.len()?;
+        let len = probe.context_len()?;
         if meta.persona_tokens > len || meta.turn_starts.iter().any(|&at| at > len) {
             return Err("the saved dialogue's turn boundaries do not fit its tokens".to_string());
         }
@@ -138,7 +138,7 @@ impl Dialogue {
     /// Take one user turn and generate the reply.
     pub(crate) fn say(&mut self, line: &str) -> Result<Value, String> {
         let session = &self.session;
-        let start = session.len()?;
+        let start = session.context_len()?;
         let text = self.turn_text(line, start == 0);
         let new = self.host.tokenize(&text)?;
         if self.meta.persona_tokens + new.len() >= self.window {
@@ -204,7 +204,7 @@ impl Dialogue {
             "reply": reply.trim_end(),
             "stop_reason": report["stop_reason"],
             "dropped_turns": dropped,
-            "context_tokens": session.len()?,
+            "context_tokens": session.context_len()?,
             "prompt_tokens_processed": report["prompt_tokens_processed"],
             "turn": self.meta.turns,
         }))

@@ -187,7 +187,7 @@ impl HostSession {
     }
 
     /// The sequence's length in tokens.
-    pub fn len(&self) -> Result<usize, String> {
+    pub fn context_len(&self) -> Result<usize, String> {
         let s = &self.sessions;
         let f = s.table.length.ok_or("no length")?;
         let mut len = 0;
@@ -200,7 +200,7 @@ impl HostSession {
     pub fn tokens(&self) -> Result<Vec<u32>, String> {
         let s = &self.sessions;
         let f = s.table.tokens.ok_or("no tokens")?;
-        let mut ids = vec![0u32; self.len()?];
+        let mut ids = vec![0u32; self.context_len()?];
         let mut len = 0;
         // SAFETY: `ids` holds its length.
         let status = unsafe { f(s.data(), self.handle, ids.as_mut_ptr(), ids.len(), &mut len) };

@@ -19,7 +19,7 @@ pub(super) struct HostContext {
     /// Capability `org.gptrt.hidden_states`, when the model's graph returns them.
     hidden_states: Option<GptrtHiddenStates>,
     /// Capability `org.gptrt.sessions`, with a model.
-    sessions_table: Option<GptrtSessions>,
+    pub(super) sessions_table: Option<GptrtSessions>,
     /// The sessions this instance made through it, freed with the context at the latest.
     pub(super) sessions: super::host_sessions::Registry,
 }

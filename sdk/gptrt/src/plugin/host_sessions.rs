@@ -180,12 +180,23 @@ fn turn_config(model: &Model, json: Option<&str>) -> Result<GenerationConfig, Fa
     let serde_json::Value::Object(overrides) = overrides else {
         return Err(invalid("generate_turn: config JSON is not an object"));
     };
-    let mut base = serde_json::to_value(model.generation_config())
+    let base = serde_json::to_value(model.generation_config())
         .map_err(|e| Failure(GPTRT_PLUGIN_ERROR, e.to_string()))?;
-    if let serde_json::Value::Object(base) = &mut base {
-        base.extend(overrides);
-    }
-    serde_json::from_value(base).map_err(|e| invalid(format!("generate_turn: config: {e}")))
+    let with = |fields: &mut dyn Iterator<Item = (&String, &serde_json::Value)>| {
+        let mut config = base.clone();
+        if let serde_json::Value::Object(config) = &mut config {
+            config.extend(fields.map(|(k, v)| (k.clone(), v.clone())));
+        }
+        serde_json::from_value::<GenerationConfig>(config)
+    };
+    with(&mut overrides.iter()).map_err(|error| {
+        // serde's message does not say which field; find the first one that fails alone.
+        let field = overrides
+            .iter()
+            .find(|field| with(&mut std::iter::once(*field)).is_err())
+            .map_or(String::new(), |(name, _)| format!(" field \"{name}\""));
+        invalid(format!("generate_turn: generation config{field}: {error}"))
+    })
 }
 
 unsafe extern "C" fn host_generate_turn(
@@ -366,4 +377,84 @@ unsafe extern "C" fn host_last_error(host_data: *mut c_void, out_text: *mut *mut
         unsafe { *out_text = text.map_or(std::ptr::null_mut(), CString::into_raw) };
         GPTRT_PLUGIN_OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gptrt_plugin_api::{Host, GPTRT_PLUGIN_INVALID_ARGUMENT};
+
+    use super::super::host_api::HostApi;
+    use crate::model::Model;
+
+    fn tiny() -> Arc<Model> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/fixtures/tiny-random-gpt2/single");
+        Arc::new(Model::load(dir).expect("the tiny fixture loads"))
+    }
+
+    #[test]
+    fn sessions_check_their_arguments_and_die_with_the_instance_at_the_latest() {
+        let model = tiny();
+        let api = HostApi::new(Some(model.clone()));
+        // SAFETY: a host API this module made, alive for the test.
+        let host = unsafe { Host::from_raw(&api.api) };
+        let sessions = host.sessions().expect("offered with a model");
+        assert_eq!(sessions.context_window(), 128);
+        let session = sessions.create().unwrap();
+        assert_eq!(session.append_text("Hello world").unwrap(), 2);
+        let report: serde_json::Value = serde_json::from_str(
+            &session
+                .generate_turn(
+                    Some(r#"{"max_new_tokens": 3, "do_sample": false}"#),
+                    &mut |_| true,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["token_ids"].as_array().unwrap().len(), 3, "{report}");
+        assert_eq!(session.context_len().unwrap(), 5);
+        session.rewind(2).unwrap();
+        assert_eq!(
+            session.tokens().unwrap(),
+            model.tokenizer().encode("Hello world").unwrap()
+        );
+
+        // Past the end changes nothing (the SDK's rule).
+        session.rewind(9).unwrap();
+        assert_eq!(session.context_len().unwrap(), 2);
+        let error = session
+            .generate_turn(Some(r#"{"max_new_tokens": "many"}"#), &mut |_| true)
+            .unwrap_err();
+        assert!(error.contains("max_new_tokens"), "{error}");
+        let error = session.set_tokens(&[70_000]).unwrap_err();
+        assert!(error.contains("70000"), "{error}");
+        let error = session.restore(b"not a state").unwrap_err();
+        assert!(error.contains("restore"), "{error}");
+        let destroy = sessions_table(&api).destroy.unwrap();
+        // SAFETY: the host's own function on its own data; 12345 is no handle.
+        let status = unsafe { destroy(api.api.host_data, 12345) };
+        assert_eq!(status, GPTRT_PLUGIN_INVALID_ARGUMENT);
+        let create = sessions_table(&api).create.unwrap();
+        // SAFETY: as above; a NULL out pointer is refused, not written.
+        let status = unsafe { create(api.api.host_data, std::ptr::null_mut()) };
+        assert_eq!(status, GPTRT_PLUGIN_INVALID_ARGUMENT);
+
+        // A plugin that never destroys its sessions: they go with the instance's host API.
+        std::mem::forget(session);
+        std::mem::forget(sessions.create().unwrap());
+        assert_eq!(api.context.sessions.sessions.lock().unwrap().len(), 2);
+        let before = Arc::strong_count(&model);
+        drop(api);
+        assert!(Arc::strong_count(&model) < before - 2);
+
+        let bare = HostApi::new(None);
+        // SAFETY: as above.
+        assert!(unsafe { Host::from_raw(&bare.api) }.sessions().is_none());
+    }
+
+    fn sessions_table(api: &HostApi) -> gptrt_plugin_api::GptrtSessions {
+        api.context.sessions_table.expect("offered with a model")
+    }
 }
