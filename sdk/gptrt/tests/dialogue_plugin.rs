@@ -11,7 +11,8 @@ use std::sync::Arc;
 use gptrt::{Model, PluginHost};
 use serde_json::{json, Value};
 
-/// The plugin's cdylib, built on demand when the test run did not build it yet.
+/// The plugin's cdylib, (re)built for this profile: `cargo test -p gptrt` alone would not notice
+/// a change to the plugin.
 fn library() -> PathBuf {
     let dir = std::env::current_exe()
         .unwrap()
@@ -21,7 +22,7 @@ fn library() -> PathBuf {
         .unwrap()
         .to_path_buf();
     let path = dir.join("libgptrt_plugin_dialogue.so");
-    if !path.exists() {
+    {
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.args(["build", "-p", "gptrt-plugin-dialogue"]);
         if dir.ends_with("release") {
@@ -98,6 +99,18 @@ fn each_turn_runs_only_its_new_tokens_and_replies_end_at_the_user_tag() {
         let reply_tokens = now - context - appended;
         assert!(reply_tokens <= 40, "turn {turn}: {out}");
         context = now;
+        // The sequence keeps the reply and not the user tag that ended it.
+        let state = run(&mut head, json!({"save": true}))["state"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let saved = gptrt::Session::from_saved(model.clone(), &decode(&state)).unwrap();
+        let transcript = tokenizer.decode(&saved.tokens().unwrap(), false).unwrap();
+        assert_eq!(saved.context_len().unwrap(), now);
+        assert!(
+            transcript.trim_end().ends_with(reply),
+            "turn {turn}: {transcript:?} does not end with the reply {reply:?}"
+        );
         if out["stop_reason"] == "stop_string" {
             stopped_at_tag += 1;
         }
