@@ -266,4 +266,16 @@ fn bad_configs_and_inputs_are_refused_by_name() {
     // Still usable after the refusals.
     let out = run(&mut head, json!({"say": "hello"}));
     assert_eq!(out["turn"], 1, "{out}");
+
+    // Another model's state is refused, and the dialogue it would replace goes on.
+    let state = run(&mut head, json!({"save": true}))["state"].clone();
+    let mut other = host
+        .task_head("org.gptrt.dialogue", Some(r#"{"persona": "Hi."}"#), demo())
+        .unwrap();
+    let error = other
+        .run(&json!({ "restore": state }).to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("saved for another model"), "{error}");
+    assert_eq!(run(&mut other, json!({"say": "hello"}))["turn"], 1);
 }
