@@ -297,6 +297,87 @@ typedef struct GptrtHiddenStates {
                       uintptr_t *out_len);
 } GptrtHiddenStates;
 
+// An opaque session handle of capability `org.gptrt.sessions`; 0 is never a session.
+typedef uint64_t GptrtSessionHandle;
+
+// `GptrtSessions::generate_turn`'s text callback: `len` bytes of UTF-8 (not NUL-terminated) that
+// the reply's latest token completed; return 0 to go on, anything else to stop the turn.
+typedef int32_t (*GptrtSessionTextFn)(void *user_data, const char *text, uintptr_t len);
+
+// Capability `org.gptrt.sessions`: token sequences that keep their KV cache between turns, over
+// the host's model. Every function takes the host API's `host_data` first and returns a
+// `GPTRT_PLUGIN_*` status; a handle belongs to the plugin instance whose host API made it and is
+// freed by `destroy` or, at the latest, when that instance is destroyed. A session is used by one
+// thread at a time. The table is owned by the host and valid for the life of the instance.
+typedef struct GptrtSessions {
+  // `sizeof(GptrtSessions)`.
+  uintptr_t struct_size;
+  // The model's context window in tokens (`n_positions`).
+  uintptr_t context_window;
+  // Make an empty session; writes its handle to `*out_handle`.
+  int32_t (*create)(void *host_data, GptrtSessionHandle *out_handle);
+  // Free a session (an unknown handle is `GPTRT_PLUGIN_INVALID_ARGUMENT`).
+  int32_t (*destroy)(void *host_data, GptrtSessionHandle handle);
+  // Append UTF-8 `text`, tokenized on its own, to the sequence (nothing runs yet); writes how
+  // many tokens it added to `*out_added` (may be NULL).
+  int32_t (*append_text)(void *host_data,
+                         GptrtSessionHandle handle,
+                         const char *text,
+                         uintptr_t *out_added);
+  // Generate a turn after the sequence: only tokens not yet in the cache run through the
+  // model. `config_json` (may be NULL) is a Hugging Face generation config whose fields
+  // override the model's `generation_config.json`. `on_text` (may be NULL) gets each piece of
+  // text with `user_data`. The turn's tokens join the sequence. `*out_json` receives
+  // `{"text", "stop_reason", "stop_string", "token_ids", "prompt_tokens_processed"}`, to be
+  // released with the host API's `free_string`.
+  int32_t (*generate_turn)(void *host_data,
+                           GptrtSessionHandle handle,
+                           const char *config_json,
+                           GptrtSessionTextFn on_text,
+                           void *user_data,
+                           char **out_json);
+  // Keep the first `len` tokens of the sequence (and their cache).
+  int32_t (*rewind)(void *host_data, GptrtSessionHandle handle, uintptr_t len);
+  // The sequence's length in tokens into `*out_len`.
+  int32_t (*length)(void *host_data, GptrtSessionHandle handle, uintptr_t *out_len);
+  // The sequence's tokens into `ids` (capacity ids); writes the length to `*out_len`
+  // (`GPTRT_PLUGIN_BUFFER_TOO_SMALL` when `capacity` is less).
+  int32_t (*tokens)(void *host_data,
+                    GptrtSessionHandle handle,
+                    uint32_t *ids,
+                    uintptr_t capacity,
+                    uintptr_t *out_len);
+  // Replace the sequence by `ids`, keeping the cache of the prefix they share with it.
+  int32_t (*set_tokens)(void *host_data,
+                        GptrtSessionHandle handle,
+                        const uint32_t *ids,
+                        uintptr_t n_ids);
+  // The session's state (tokens, KV cache: fp16 when `fp16_kv` is non-zero, and the caller's
+  // `data_len` bytes of `data`) as bytes in `*out_bytes` / `*out_len`, released with
+  // `free_bytes`.
+  int32_t (*save)(void *host_data,
+                  GptrtSessionHandle handle,
+                  int32_t fp16_kv,
+                  const uint8_t *data,
+                  uintptr_t data_len,
+                  uint8_t **out_bytes,
+                  uintptr_t *out_len);
+  // Continue from `save`'s bytes; the caller's data comes back in `*out_data` / `*out_len`
+  // (released with `free_bytes`). A damaged or foreign state is
+  // `GPTRT_PLUGIN_INVALID_ARGUMENT` and leaves the session unchanged.
+  int32_t (*restore)(void *host_data,
+                     GptrtSessionHandle handle,
+                     const uint8_t *bytes,
+                     uintptr_t len,
+                     uint8_t **out_data,
+                     uintptr_t *out_len);
+  // Release bytes `save` or `restore` returned.
+  void (*free_bytes)(void *host_data, uint8_t *bytes, uintptr_t len);
+  // The message of the last failed call on this host API's sessions into `*out_text` (NULL
+  // when none), released with the host API's `free_string`.
+  int32_t (*last_error)(void *host_data, char **out_text);
+} GptrtSessions;
+
 // A link of the sampler chain.
 #define GPTRT_PLUGIN_KIND_SAMPLER 1
 

@@ -381,6 +381,131 @@ pub struct GptrtHiddenStates {
     >,
 }
 
+/// The id (for `GptrtHostApi::get_capability`) of dialogue sessions over the attached model, a
+/// `GptrtSessions` (ABI 1.2); NULL when the host has no model attached.
+pub const GPTRT_CAPABILITY_SESSIONS: &str = "org.gptrt.sessions";
+
+/// An opaque session handle of capability `org.gptrt.sessions`; 0 is never a session.
+pub type GptrtSessionHandle = u64;
+
+/// `GptrtSessions::generate_turn`'s text callback: `len` bytes of UTF-8 (not NUL-terminated) that
+/// the reply's latest token completed; return 0 to go on, anything else to stop the turn.
+pub type GptrtSessionTextFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, text: *const c_char, len: usize) -> i32>;
+
+/// Capability `org.gptrt.sessions`: token sequences that keep their KV cache between turns, over
+/// the host's model. Every function takes the host API's `host_data` first and returns a
+/// `GPTRT_PLUGIN_*` status; a handle belongs to the plugin instance whose host API made it and is
+/// freed by `destroy` or, at the latest, when that instance is destroyed. A session is used by one
+/// thread at a time. The table is owned by the host and valid for the life of the instance.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtSessions {
+    /// `sizeof(GptrtSessions)`.
+    pub struct_size: usize,
+    /// The model's context window in tokens (`n_positions`).
+    pub context_window: usize,
+    /// Make an empty session; writes its handle to `*out_handle`.
+    pub create: Option<
+        unsafe extern "C" fn(host_data: *mut c_void, out_handle: *mut GptrtSessionHandle) -> i32,
+    >,
+    /// Free a session (an unknown handle is `GPTRT_PLUGIN_INVALID_ARGUMENT`).
+    pub destroy:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, handle: GptrtSessionHandle) -> i32>,
+    /// Append UTF-8 `text`, tokenized on its own, to the sequence (nothing runs yet); writes how
+    /// many tokens it added to `*out_added` (may be NULL).
+    pub append_text: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            text: *const c_char,
+            out_added: *mut usize,
+        ) -> i32,
+    >,
+    /// Generate a turn after the sequence: only tokens not yet in the cache run through the
+    /// model. `config_json` (may be NULL) is a Hugging Face generation config whose fields
+    /// override the model's `generation_config.json`. `on_text` (may be NULL) gets each piece of
+    /// text with `user_data`. The turn's tokens join the sequence. `*out_json` receives
+    /// `{"text", "stop_reason", "stop_string", "token_ids", "prompt_tokens_processed"}`, to be
+    /// released with the host API's `free_string`.
+    pub generate_turn: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            config_json: *const c_char,
+            on_text: GptrtSessionTextFn,
+            user_data: *mut c_void,
+            out_json: *mut *mut c_char,
+        ) -> i32,
+    >,
+    /// Keep the first `len` tokens of the sequence (and their cache).
+    pub rewind: Option<
+        unsafe extern "C" fn(host_data: *mut c_void, handle: GptrtSessionHandle, len: usize) -> i32,
+    >,
+    /// The sequence's length in tokens into `*out_len`.
+    pub length: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// The sequence's tokens into `ids` (capacity ids); writes the length to `*out_len`
+    /// (`GPTRT_PLUGIN_BUFFER_TOO_SMALL` when `capacity` is less).
+    pub tokens: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            ids: *mut u32,
+            capacity: usize,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Replace the sequence by `ids`, keeping the cache of the prefix they share with it.
+    pub set_tokens: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            ids: *const u32,
+            n_ids: usize,
+        ) -> i32,
+    >,
+    /// The session's state (tokens, KV cache: fp16 when `fp16_kv` is non-zero, and the caller's
+    /// `data_len` bytes of `data`) as bytes in `*out_bytes` / `*out_len`, released with
+    /// `free_bytes`.
+    pub save: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            fp16_kv: i32,
+            data: *const u8,
+            data_len: usize,
+            out_bytes: *mut *mut u8,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Continue from `save`'s bytes; the caller's data comes back in `*out_data` / `*out_len`
+    /// (released with `free_bytes`). A damaged or foreign state is
+    /// `GPTRT_PLUGIN_INVALID_ARGUMENT` and leaves the session unchanged.
+    pub restore: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            handle: GptrtSessionHandle,
+            bytes: *const u8,
+            len: usize,
+            out_data: *mut *mut u8,
+            out_len: *mut usize,
+        ) -> i32,
+    >,
+    /// Release bytes `save` or `restore` returned.
+    pub free_bytes:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, bytes: *mut u8, len: usize)>,
+    /// The message of the last failed call on this host API's sessions into `*out_text` (NULL
+    /// when none), released with the host API's `free_string`.
+    pub last_error:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, out_text: *mut *mut c_char) -> i32>,
+}
+
 /// The symbol every plugin library exports.
 pub const GPTRT_PLUGIN_ENTRY_SYMBOL: &str = "gptrt_plugin_entry";
 

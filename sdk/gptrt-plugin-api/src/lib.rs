@@ -25,11 +25,13 @@ mod authoring;
 mod generate;
 mod hidden;
 mod host;
+mod sessions;
 
 pub use abi::*;
 pub use authoring::{CandidatesMut, Context, SamplerPlugin, TaskHeadPlugin};
 pub use hidden::{HiddenStates, Pooling};
 pub use host::{Host, TokenBytes};
+pub use sessions::{HostSession, Sessions};
 
 /// Support code for [`export_plugins!`]; not for direct use.
 #[doc(hidden)]

@@ -18,6 +18,10 @@ pub(super) struct HostContext {
     token_bytes: Option<GptrtTokenBytes>,
     /// Capability `org.gptrt.hidden_states`, when the model's graph returns them.
     hidden_states: Option<GptrtHiddenStates>,
+    /// Capability `org.gptrt.sessions`, with a model.
+    pub(super) sessions_table: Option<GptrtSessions>,
+    /// The sessions this instance made through it, freed with the context at the latest.
+    pub(super) sessions: super::host_sessions::Registry,
 }
 
 /// The host API struct and its context, at a stable address for the life of an instance.
@@ -40,8 +44,11 @@ impl HostApi {
             }
         });
         let hidden_states = model.as_deref().and_then(super::host_hidden::table);
+        let sessions_table = model.as_deref().map(super::host_sessions::table);
         let mut context = Box::new(HostContext {
             hidden_states,
+            sessions_table,
+            sessions: Default::default(),
             model,
             last_log: Mutex::new(None),
             token_bytes,
@@ -316,6 +323,9 @@ unsafe extern "C" fn host_get_capability(
         let (Some(ctx), Some(id)) = (unsafe { context(host_data) }, unsafe { arg_str(id) }) else {
             return std::ptr::null();
         };
+        if let (GPTRT_CAPABILITY_SESSIONS, Some(table)) = (id, &ctx.sessions_table) {
+            return (table as *const GptrtSessions).cast::<c_void>();
+        }
         match (id, &ctx.token_bytes, &ctx.hidden_states) {
             (GPTRT_CAPABILITY_TOKEN_BYTES, Some(table), _) => {
                 (table as *const GptrtTokenBytes).cast::<c_void>()

@@ -1,0 +1,55 @@
+//! tests/c/dialogue_plugin_test.c: the dialogue task head (plugins/dialogue) from C, through
+//! task-head instances: turns keep their dialogue, a saved state continues exactly in a new
+//! instance (after the first is freed), and a bad action is refused by name.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+
+use common::*;
+
+fn dialogue_library() -> PathBuf {
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-p", "gptrt-plugin-dialogue"])
+        .current_dir(repo());
+    if dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    assert!(command.status().expect("cargo build").success());
+    dir.join("libgptrt_plugin_dialogue.so")
+}
+
+#[test]
+fn the_dialogue_task_head_keeps_and_restores_its_dialogue_from_c() {
+    let library = dialogue_library();
+    let exe = build("tests/c/dialogue_plugin_test.c", Lang::C, Link::Dynamic);
+    let model = tiny("single");
+    let stdout = run_ok(&exe, &[model.to_str().unwrap(), library.to_str().unwrap()]);
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .to_string()
+    };
+    let json = |label: &str| -> Value { serde_json::from_str(&line(label)).unwrap() };
+    assert_eq!(json("turn1")["turn"], 1);
+    assert_eq!(json("turn2")["turn"], 2);
+    assert!(
+        json("turn2")["context_tokens"].as_u64() > json("turn1")["context_tokens"].as_u64(),
+        "{stdout}"
+    );
+    assert_eq!(json("restored")["turns"], 2, "{stdout}");
+    assert_eq!(json("restored3"), json("original3"), "{stdout}");
+    let bad = line("bad-action");
+    assert!(
+        bad.starts_with("GPTRT_ERROR") && bad.contains("\"shout\""),
+        "{stdout}"
+    );
+}
