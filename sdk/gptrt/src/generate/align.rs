@@ -77,8 +77,8 @@ impl<'m> Generator<'m> {
 
     /// Merge `other` (started, its rows not in this batch) into this running batch. While any of
     /// its rows runs, it steps alone until its width agrees with the batch's modulo
-    /// [`ROW_ALIGNMENT`], so whichever side is shorter is padded by a multiple of it. Stopped rows
-    /// only fill their place, so a stopped group is cut or padded to fit as it is.
+    /// [`ROW_ALIGNMENT`], so whichever side is shorter is padded by a multiple of it. A group that
+    /// stopped meanwhile takes any padding it needs (its rows only fill their place until retired).
     pub(super) fn merge(
         &mut self,
         mut other: Generator<'m>,
@@ -98,13 +98,16 @@ impl<'m> Generator<'m> {
         let own = other.width();
         let uses_cache = self.model.uses_cache();
         if own > width && other.is_done() {
+            // Its rows' caches are kept whole (a session copies a finished row's positions back
+            // out of the batch): the batch grows by a multiple of the alignment instead, and the
+            // stopped rows take whatever padding is left over.
+            let grow = (own - width).next_multiple_of(ROW_ALIGNMENT);
             if uses_cache {
-                other.cache.drop_left(own - width)?;
+                self.cache.pad_left(grow)?;
+                other.cache.pad_left(grow - (own - width))?;
             }
-            for row in &mut other.rows {
-                row.fed_ids.drain(..own - width);
-                row.mask.drain(..own - width);
-            }
+            pad_rows(&mut self.rows, grow, self.pad);
+            pad_rows(&mut other.rows, grow - (own - width), self.pad);
         } else if own > width {
             if uses_cache {
                 self.cache.pad_left(own - width)?;
