@@ -255,3 +255,39 @@ fn the_demo_model_continues_a_dialogue_turn_by_turn_as_in_one_pass() {
         }
     }
 }
+
+/// Short batched turns (each may end during a joiner's aligning steps) started together, as the C
+/// dialogue test runs them: every turn still equals one pass over the same tokens.
+#[test]
+fn short_batched_turns_that_end_while_aligning_equal_one_pass() {
+    let model = Arc::new(load("single"));
+    let batcher = Batcher::new(model.clone()).unwrap();
+    let sessions: Vec<Session> = (0..2).map(|_| Session::new_batched(&batcher)).collect();
+    for session in &sessions {
+        session
+            .append_text("A quiet innkeeper who answers in riddles.")
+            .unwrap();
+    }
+    let lines = [
+        "\nUser: hello\nBot:",
+        "\nUser: any rooms?\nBot:",
+        "\nUser: how much?\nBot:",
+    ];
+    for turn in 0..2 {
+        let mut full = Vec::new();
+        for (s, session) in sessions.iter().enumerate() {
+            session.append_text(lines[turn + s]).unwrap();
+            full.push(session.tokens().unwrap());
+            session.start_turn(&greedy(5)).unwrap();
+        }
+        for (s, session) in sessions.iter().enumerate() {
+            session.wait().unwrap();
+            let ids = session.result().unwrap().token_ids;
+            assert_eq!(
+                ids,
+                one_shot(&model, &full[s], &greedy(5)),
+                "turn {turn}, session {s}"
+            );
+        }
+    }
+}

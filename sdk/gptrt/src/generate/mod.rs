@@ -287,12 +287,14 @@ impl<'m> Generator<'m> {
             for row in &mut self.rows {
                 // Stopped rows keep stepping with padding so the batch stays rectangular, as in
                 // Hugging Face; their outputs are ignored.
-                let next = match row.stop {
-                    None => row.tokens.last().copied().unwrap_or(self.pad),
-                    Some(_) => self.pad,
+                // Their padding is masked out, so their cache's real positions stay the ones a
+                // session copies back out of the batch ([`Generator::stopped_row_state`]).
+                let (next, mask) = match row.stop {
+                    None => (row.tokens.last().copied().unwrap_or(self.pad), 1),
+                    Some(_) => (self.pad, 0),
                 };
                 row.fed_ids.push(i64::from(next));
-                row.mask.push(1);
+                row.mask.push(mask);
             }
         }
         let full = !self.started || !self.model.uses_cache();

@@ -115,7 +115,9 @@ impl<'m> Generator<'m> {
             return Ok((row.tokens.clone(), KvCache::default(), 0));
         }
         let padding = row.mask.iter().take_while(|&&m| m == 0).count();
-        let cache = self.cache.row_copy(index, padding)?;
+        let mut cache = self.cache.row_copy(index, padding)?;
+        // Passes after the row stopped fed it masked padding: not part of its sequence.
+        cache.truncate(row.mask.iter().filter(|&&m| m == 1).count())?;
         let cached = cache.positions();
         Ok((row.tokens.clone(), cache, cached))
     }
