@@ -7,13 +7,13 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use gptrt::{SavedKv, SessionState, TokenEvent};
+use gptrt::{SavedKv, SessionState};
 
 use crate::error::{boundary, gptrt_status_t, Failure};
 use crate::ffi::{check_out, read_slice, read_str, write_array, write_out};
 use crate::handles;
 use crate::options::gptrt_generation_options_t;
-use crate::session::{gptrt_session_t, gptrt_token_callback_t, gptrt_token_event_t};
+use crate::session::{gptrt_session_t, gptrt_token_callback_t, token_forwarder};
 
 /// Whether a saved session holds its KV cache (`gptrt_session_save`).
 #[repr(i32)]
@@ -148,27 +148,7 @@ pub unsafe extern "C" fn gptrt_session_generate_turn(
     boundary("gptrt_session_generate_turn", || {
         let session = handles::get(session, "session")?;
         let config = session_config(&session, options)?;
-        let mut text = Vec::new();
-        let mut index = 0usize;
-        let mut on_token = |event: &TokenEvent<'_>| -> bool {
-            let Some(callback) = callback else {
-                return true;
-            };
-            text.clear();
-            text.extend_from_slice(event.text.as_bytes());
-            text.push(0);
-            let c_event = gptrt_token_event_t {
-                struct_size: std::mem::size_of::<gptrt_token_event_t>(),
-                token_id: event.token_id,
-                text: text.as_ptr().cast(),
-                text_len: event.text.len(),
-                index,
-            };
-            index += 1;
-            // SAFETY: the host's callback with its own user_data, per this function's contract;
-            // the event and its text outlive the call.
-            unsafe { callback(user_data, &c_event) }
-        };
+        let mut on_token = token_forwarder(callback, user_data);
         session
             .generate_turn(&config, &mut on_token)
             .map_err(|error| match error {

@@ -237,27 +237,7 @@ pub unsafe extern "C" fn gptrt_session_generate(
         // SAFETY: per this function's contract.
         let prompt = unsafe { read_str(prompt, "prompt")? };
         let config = session_config(session.model(), options)?;
-        let mut text = Vec::new();
-        let mut index = 0usize;
-        let mut on_token = |event: &TokenEvent<'_>| -> bool {
-            let Some(callback) = callback else {
-                return true;
-            };
-            text.clear();
-            text.extend_from_slice(event.text.as_bytes());
-            text.push(0);
-            let c_event = gptrt_token_event_t {
-                struct_size: std::mem::size_of::<gptrt_token_event_t>(),
-                token_id: event.token_id,
-                text: text.as_ptr().cast(),
-                text_len: event.text.len(),
-                index,
-            };
-            index += 1;
-            // SAFETY: the host's callback with its own user_data, per this function's contract;
-            // the event and its text outlive the call.
-            unsafe { callback(user_data, &c_event) }
-        };
+        let mut on_token = token_forwarder(callback, user_data);
         session
             .generate(prompt, &config, &mut on_token)
             .map_err(generation_failure)
@@ -584,4 +564,35 @@ pub unsafe extern "C" fn gptrt_session_result_json(
 
 fn result_json(result: &Generation, model: &Model) -> serde_json::Value {
     result.to_json(model.tokenizer())
+}
+
+/// The SDK's token events passed on to a host's C callback (with its `user_data`) as
+/// `gptrt_token_event_t`s numbered from 0; no callback accepts every token.
+///
+/// The callback must be safe to call with `user_data`, as the calling entry point's contract says.
+pub(crate) fn token_forwarder(
+    callback: gptrt_token_callback_t,
+    user_data: *mut c_void,
+) -> impl FnMut(&TokenEvent<'_>) -> bool {
+    let mut text = Vec::new();
+    let mut index = 0usize;
+    move |event: &TokenEvent<'_>| -> bool {
+        let Some(callback) = callback else {
+            return true;
+        };
+        text.clear();
+        text.extend_from_slice(event.text.as_bytes());
+        text.push(0);
+        let c_event = gptrt_token_event_t {
+            struct_size: std::mem::size_of::<gptrt_token_event_t>(),
+            token_id: event.token_id,
+            text: text.as_ptr().cast(),
+            text_len: event.text.len(),
+            index,
+        };
+        index += 1;
+        // SAFETY: the host's callback with its own user_data, per the calling entry point's
+        // contract; the event and its text outlive the call.
+        unsafe { callback(user_data, &c_event) }
+    }
 }
