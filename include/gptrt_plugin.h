@@ -60,6 +60,9 @@ GPTRT_PLUGIN_EXPORT const GptrtPluginEntry *gptrt_plugin_entry(void);
 // `GptrtHiddenStates::features` pooling: the mean over the sequence's tokens.
 #define GPTRT_POOLING_MEAN 1
 
+// The share of the turns' room kept after an overflow when the caller does not choose one.
+#define DEFAULT_OVERFLOW_KEEP 0.5
+
 // What a plugin is.
 typedef uint32_t GptrtPluginKind;
 
@@ -376,6 +379,10 @@ typedef struct GptrtSessions {
   // The message of the last failed call on this host API's sessions into `*out_text` (NULL
   // when none), released with the host API's `free_string`.
   int32_t (*last_error)(void *host_data, char **out_text);
+  // Run the sequence's tokens that are not in the cache yet through the model now (a persona
+  // before the first turn, so that turn runs only its own tokens). A table whose
+  // `struct_size` ends before this field has none: the tokens then run with the next turn.
+  int32_t (*prefill)(void *host_data, GptrtSessionHandle handle);
 } GptrtSessions;
 
 // A link of the sampler chain.

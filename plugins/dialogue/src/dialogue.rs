@@ -3,9 +3,10 @@
 //!
 //! `gptrt chat` (sdk/gptrt-cli/src/dialogue.rs) follows the same rules, but a plugin cannot link
 //! the CLI or the SDK (it sees the model only through the C ABI), so this is its own small copy
-//! over the `org.gptrt.sessions` capability; keep the two in step.
+//! over the `org.gptrt.sessions` capability; the overflow rule itself is shared
+//! ([`TurnWindow`]).
 
-use gptrt_plugin_api::{Host, HostSession};
+use gptrt_plugin_api::{Host, HostSession, TurnWindow};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -16,6 +17,8 @@ pub(crate) struct Settings {
     pub bot_tag: String,
     pub template: String,
     pub max_new_tokens: usize,
+    /// The share of the turns' room kept after an overflow ([`TurnWindow::keep`]).
+    pub overflow_keep: f64,
     /// Generation options for each turn (`max_new_tokens` included).
     pub generation: Map<String, Value>,
 }
@@ -41,6 +44,7 @@ pub struct Dialogue {
     session: HostSession,
     window: usize,
     max_new_tokens: usize,
+    overflow_keep: f64,
     generation: Map<String, Value>,
     meta: Meta,
 }
@@ -58,6 +62,7 @@ impl Dialogue {
             session: sessions.create()?,
             window: sessions.context_window(),
             max_new_tokens: settings.max_new_tokens,
+            overflow_keep: settings.overflow_keep,
             generation: settings.generation,
             meta: Meta {
                 persona: settings.persona,
@@ -87,6 +92,8 @@ impl Dialogue {
             ));
         }
         self.session.set_tokens(&persona)?;
+        // The persona runs now, so the first turn (and its time to first token) is only its own.
+        self.session.prefill()?;
         self.meta.persona_tokens = persona.len();
         self.meta.turn_starts.clear();
         self.meta.turns = 0;
@@ -153,19 +160,14 @@ impl Dialogue {
         session.append_text(&text)?;
         let mut starts = self.meta.turn_starts.clone();
         starts.push(start);
-        // Drop the oldest whole turns (never the persona) until the turn and its reply fit.
-        let budget = self.max_new_tokens.min(self.window / 2).max(1);
-        let mut dropped = 0;
+        let turn_window = TurnWindow {
+            window: self.window,
+            persona_tokens: self.meta.persona_tokens,
+            reply_budget: self.max_new_tokens.min(self.window / 2).max(1),
+            keep: self.overflow_keep,
+        };
         let mut tokens = session.tokens()?;
-        while tokens.len() + budget > self.window && starts.len() > 1 {
-            let cut = starts[1] - starts[0];
-            tokens.drain(starts[0]..starts[1]);
-            starts.remove(0);
-            for at in &mut starts {
-                *at -= cut;
-            }
-            dropped += 1;
-        }
+        let dropped = turn_window.drop_oldest_turns(&mut tokens, &mut starts);
         if dropped > 0 {
             session.set_tokens(&tokens)?;
         }

@@ -62,6 +62,18 @@ impl TaskHeadPlugin for Dialogue {
                 "config field \"turn_template\" ({template:?}) has no {{text}} for the user's words"
             ));
         }
+        let overflow_keep = match config.remove("overflow_keep") {
+            None | Some(Value::Null) => gptrt_plugin_api::DEFAULT_OVERFLOW_KEEP,
+            Some(Value::Number(share)) => gptrt_plugin_api::TurnWindow::check_keep(
+                share.as_f64().unwrap_or(f64::NAN),
+                "config field \"overflow_keep\"",
+            )?,
+            Some(other) => {
+                return Err(format!(
+                    "config field \"overflow_keep\" must be a number in (0, 1], not {other}"
+                ))
+            }
+        };
         if !config.contains_key("max_new_tokens") {
             config.insert("max_new_tokens".to_string(), json!(32));
         }
@@ -80,6 +92,7 @@ impl TaskHeadPlugin for Dialogue {
             bot_tag,
             template,
             max_new_tokens,
+            overflow_keep,
             generation: config,
         };
         Dialogue::new(host, settings)

@@ -32,6 +32,11 @@ pub(crate) struct ChatArgs {
     /// The bot's speaker tag, written before each reply.
     #[arg(long, default_value = "Bot:", value_name = "TAG")]
     bot_tag: String,
+    /// When the context window fills, the oldest whole turns are dropped until the kept turns
+    /// fill at most this share of the room the persona and the reply leave (they run through the
+    /// model again, once; 1 drops only what the next turn needs, re-running the rest every turn).
+    #[arg(long, value_name = "SHARE", default_value_t = gptrt_plugin_api::DEFAULT_OVERFLOW_KEEP)]
+    overflow_keep: f64,
     #[command(flatten)]
     generation: GenerationFlags,
     /// Take the user's turns from this file (each non-empty line is one turn), not from stdin.
@@ -69,6 +74,8 @@ pub(crate) fn chat(args: ChatArgs) -> Result<(), String> {
         (None, Some(path)) => read_utf8(path, "persona file")?,
         (None, None) => String::new(),
     };
+    let overflow_keep =
+        gptrt_plugin_api::TurnWindow::check_keep(args.overflow_keep, "--overflow-keep")?;
     let script = match &args.script {
         Some(path) => Some(read_utf8(path, "script")?),
         None => None,
@@ -84,6 +91,7 @@ pub(crate) fn chat(args: ChatArgs) -> Result<(), String> {
     }
     let session = Session::new(model.clone()).map_err(|e| e.to_string())?;
     let mut dialogue = Dialogue::new(session, &persona, &args.user_tag, &args.bot_tag)?;
+    dialogue.overflow_keep = overflow_keep;
     if let Some(path) = &args.load {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         dialogue

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use gptrt::{GenerationConfig, SavedKv, Session, StopStrings};
+use gptrt_plugin_api::{TurnWindow, DEFAULT_OVERFLOW_KEEP};
 use serde::{Deserialize, Serialize};
 
 /// What `gptrt chat` keeps beside the session's tokens in a saved state.
@@ -35,6 +36,8 @@ pub(crate) struct TurnReport {
 pub(crate) struct Dialogue {
     pub session: Session,
     pub meta: DialogueMeta,
+    /// The share of the turns' room kept after an overflow ([`TurnWindow::keep`]).
+    pub overflow_keep: f64,
 }
 
 impl Dialogue {
@@ -56,6 +59,7 @@ impl Dialogue {
                 turn_starts: Vec::new(),
                 turns: 0,
             },
+            overflow_keep: DEFAULT_OVERFLOW_KEEP,
         };
         dialogue.reset()?;
         Ok(dialogue)
@@ -143,21 +147,14 @@ impl Dialogue {
         session.append_tokens(&new).map_err(|e| e.to_string())?;
         let mut starts = self.meta.turn_starts.clone();
         starts.push(start);
-        // Drop the oldest whole turns (never the persona) until the turn and its reply fit.
-        let budget = config.max_new_tokens.unwrap_or(20).min(window / 2).max(1);
-        let mut dropped = 0;
+        let turn_window = TurnWindow {
+            window,
+            persona_tokens: self.meta.persona_tokens,
+            reply_budget: config.max_new_tokens.unwrap_or(20).min(window / 2).max(1),
+            keep: self.overflow_keep,
+        };
         let mut tokens = session.tokens().map_err(|e| e.to_string())?;
-        while tokens.len() + budget > window && starts.len() > 1 {
-            let cut = starts[1] - starts[0];
-            let persona = self.meta.persona_tokens;
-            tokens.drain(starts[0]..starts[1]);
-            starts.remove(0);
-            for at in &mut starts {
-                *at -= cut;
-            }
-            debug_assert!(starts[0] >= persona);
-            dropped += 1;
-        }
+        let dropped = turn_window.drop_oldest_turns(&mut tokens, &mut starts);
         if dropped > 0 {
             session.set_tokens(&tokens).map_err(|e| e.to_string())?;
         }

@@ -96,6 +96,32 @@ fn a_full_window_drops_the_oldest_turns_and_keeps_the_persona() {
     for report in &reports {
         assert!(report["context_tokens"].as_u64().unwrap() < 128, "{report}");
     }
+    // Overflows drop down to half the turns' room (the default --overflow-keep), so fewer turns
+    // overflow and fewer tokens run again than when each drops only what it needs.
+    let tight = turns(
+        &chat(
+            &dir,
+            &lines,
+            &["--min-new-tokens", "6", "--overflow-keep", "1"],
+        )
+        .stdout,
+    );
+    let sum = |reports: &[Value], field: &str| -> u64 {
+        reports.iter().map(|r| r[field].as_u64().unwrap()).sum()
+    };
+    let overflows = |reports: &[Value]| reports.iter().filter(|r| r["dropped_turns"] != 0).count();
+    assert!(
+        overflows(&reports) < overflows(&tight),
+        "{reports:?}\n{tight:?}"
+    );
+    assert!(
+        sum(&reports, "prompt_tokens_processed") < sum(&tight, "prompt_tokens_processed"),
+        "{reports:?}\n{tight:?}"
+    );
+    for bad in ["0", "1.5", "nan"] {
+        let output = chat(&dir, &lines[..1], &["--overflow-keep", bad]);
+        assert_fails_cleanly(&output, &["--overflow-keep"]);
+    }
     // the persona and the tags are still what the model sees: save and look
     let state = dir.join("state");
     let output = chat(

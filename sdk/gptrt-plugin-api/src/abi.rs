@@ -504,6 +504,11 @@ pub struct GptrtSessions {
     /// when none), released with the host API's `free_string`.
     pub last_error:
         Option<unsafe extern "C" fn(host_data: *mut c_void, out_text: *mut *mut c_char) -> i32>,
+    /// Run the sequence's tokens that are not in the cache yet through the model now (a persona
+    /// before the first turn, so that turn runs only its own tokens). A table whose
+    /// `struct_size` ends before this field has none: the tokens then run with the next turn.
+    pub prefill:
+        Option<unsafe extern "C" fn(host_data: *mut c_void, handle: GptrtSessionHandle) -> i32>,
 }
 
 /// The symbol every plugin library exports.

@@ -26,12 +26,14 @@ mod generate;
 mod hidden;
 mod host;
 mod sessions;
+mod turns;
 
 pub use abi::*;
 pub use authoring::{CandidatesMut, Context, SamplerPlugin, TaskHeadPlugin};
 pub use hidden::{HiddenStates, Pooling};
 pub use host::{Host, TokenBytes};
 pub use sessions::{HostSession, Sessions};
+pub use turns::{TurnWindow, DEFAULT_OVERFLOW_KEEP};
 
 /// Support code for [`export_plugins!`]; not for direct use.
 #[doc(hidden)]

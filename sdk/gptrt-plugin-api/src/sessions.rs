@@ -32,11 +32,22 @@ impl Host {
         }
         // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
         let size = unsafe { table.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<GptrtSessions>() {
+        // Slots after `last_error` came later: a table that ends before them lacks only those.
+        if size < std::mem::offset_of!(GptrtSessions, prefill) {
             return None;
         }
-        // SAFETY: as above, now known to be whole.
-        let table = unsafe { table.read_unaligned() };
+        let mut whole = std::mem::MaybeUninit::<GptrtSessions>::zeroed();
+        let known = size.min(std::mem::size_of::<GptrtSessions>());
+        // SAFETY: the host's table holds `size` bytes; only the first `known` are copied, and the
+        // slots left zeroed are `None` (every field is a size or an optional function pointer).
+        let table = unsafe {
+            std::ptr::copy_nonoverlapping(
+                table.cast::<u8>(),
+                whole.as_mut_ptr().cast::<u8>(),
+                known,
+            );
+            whole.assume_init()
+        };
         Some(Sessions { host: *self, table })
     }
 }
@@ -207,6 +218,17 @@ impl HostSession {
         s.check("tokens", status)?;
         ids.truncate(len);
         Ok(ids)
+    }
+
+    /// Run the tokens not in the cache yet through the model now. A host without the slot (an
+    /// older table) runs them with the next turn instead, so this is then a no-op.
+    pub fn prefill(&self) -> Result<(), String> {
+        let s = &self.sessions;
+        match s.table.prefill {
+            // SAFETY: a handle of this table's host.
+            Some(f) => s.check("prefill", unsafe { f(s.data(), self.handle) }),
+            None => Ok(()),
+        }
     }
 
     /// Replace the sequence by `ids` (the shared prefix keeps its cache).

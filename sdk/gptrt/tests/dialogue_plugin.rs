@@ -86,8 +86,8 @@ fn each_turn_runs_only_its_new_tokens_and_replies_end_at_the_user_tag() {
         assert_eq!(out["dropped_turns"], 0);
         let processed = out["prompt_tokens_processed"].as_u64().unwrap() as usize;
         if turn == 0 {
-            // The persona runs with the first turn.
-            assert_eq!(processed, context + appended, "{out}");
+            // The persona ran when the instance was made: the first turn runs only itself.
+            assert_eq!(processed, appended, "{out}");
         } else {
             // Only the new turn's tokens (and at most the last reply token) run again.
             assert!(
@@ -166,11 +166,17 @@ fn a_saved_dialogue_continues_exactly_in_a_new_instance() {
     );
 }
 
-#[test]
-fn the_oldest_turns_drop_and_the_persona_stays_when_the_window_fills() {
-    let model = tiny();
-    let host = host();
-    let config = json!({"persona": "The persona.", "max_new_tokens": 20, "do_sample": false});
+/// 30 greedy turns on the tiny model (128 positions), with the config's `overflow_keep` when
+/// given; the instance stays usable.
+fn thirty_turns(
+    host: &PluginHost,
+    model: &Arc<Model>,
+    keep: Option<f64>,
+) -> (gptrt::TaskHead, Vec<Value>) {
+    let mut config = json!({"persona": "The persona.", "max_new_tokens": 8, "do_sample": false});
+    if let Some(keep) = keep {
+        config["overflow_keep"] = json!(keep);
+    }
     let mut head = host
         .task_head(
             "org.gptrt.dialogue",
@@ -178,17 +184,62 @@ fn the_oldest_turns_drop_and_the_persona_stays_when_the_window_fills() {
             model.clone(),
         )
         .unwrap();
-    let mut dropped = 0;
-    for turn in 0..30 {
-        let out = run(
-            &mut head,
-            json!({"say": format!("turn number {turn} with some words")}),
-        );
-        let context = out["context_tokens"].as_u64().unwrap();
-        assert!(context <= 128, "{out}");
-        dropped += out["dropped_turns"].as_u64().unwrap();
+    let outs = (0..30)
+        .map(|turn| {
+            run(
+                &mut head,
+                json!({"say": format!("turn number {turn} with some words")}),
+            )
+        })
+        .collect();
+    (head, outs)
+}
+
+fn count(outs: &[Value], field: &str) -> u64 {
+    outs.iter().map(|out| out[field].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn the_oldest_turns_drop_and_the_persona_stays_when_the_window_fills() {
+    let model = tiny();
+    let host = host();
+    let (mut head, outs) = thirty_turns(&host, &model, None);
+    for out in &outs {
+        assert!(out["context_tokens"].as_u64().unwrap() <= 128, "{out}");
     }
-    assert!(dropped > 0, "128 tokens cannot hold 30 turns");
+    let overflows = outs.iter().filter(|out| out["dropped_turns"] != 0).count();
+    assert!(overflows > 0, "128 tokens cannot hold 30 turns");
+    // An overflow drops down to half the room, so the turns after it run only themselves until
+    // the window is full again.
+    let first = outs
+        .iter()
+        .position(|out| out["dropped_turns"] != 0)
+        .unwrap();
+    let after = &outs[first + 1];
+    assert_eq!(after["dropped_turns"], 0, "{after}");
+    let appended = model
+        .tokenizer()
+        .encode(&format!(
+            "\nUser: turn number {} with some words\nBot:",
+            first + 1
+        ))
+        .unwrap()
+        .len();
+    let processed = after["prompt_tokens_processed"].as_u64().unwrap() as usize;
+    assert!((appended..=appended + 1).contains(&processed), "{after}");
+    // Dropping only what each turn needs (keep 1) overflows on every later turn and re-runs
+    // nearly the whole window each time.
+    let (_, tight) = thirty_turns(&host, &model, Some(1.0));
+    let tight_overflows = tight.iter().filter(|out| out["dropped_turns"] != 0).count();
+    assert!(
+        overflows * 2 <= tight_overflows,
+        "{overflows} vs {tight_overflows} overflows"
+    );
+    let (ran, tight_ran) = (
+        count(&outs, "prompt_tokens_processed"),
+        count(&tight, "prompt_tokens_processed"),
+    );
+    assert!(ran * 3 < tight_ran * 2, "{ran} vs {tight_ran} tokens run");
     let state = run(&mut head, json!({"save": true}))["state"]
         .as_str()
         .unwrap()
@@ -244,6 +295,18 @@ fn bad_configs_and_inputs_are_refused_by_name() {
         .unwrap()
         .to_string();
     assert!(error.contains("\"turn_template\""), "{error}");
+    for keep in [json!(0), json!(1.5), json!("half")] {
+        let error = host
+            .task_head(
+                "org.gptrt.dialogue",
+                Some(&json!({ "overflow_keep": keep }).to_string()),
+                model.clone(),
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("\"overflow_keep\""), "{keep}: {error}");
+    }
 
     let mut head = host
         .task_head(

@@ -42,6 +42,7 @@ pub(super) fn table(model: &Model) -> GptrtSessions {
         restore: Some(host_restore),
         free_bytes: Some(host_free_bytes),
         last_error: Some(host_last_error),
+        prefill: Some(host_prefill),
     }
 }
 
@@ -303,6 +304,13 @@ unsafe extern "C" fn host_set_tokens(
         let ids =
             unsafe { arg_slice(ids, n_ids) }.ok_or_else(|| invalid("set_tokens: ids is NULL"))?;
         session(ctx, handle)?.set_tokens(ids)?;
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn host_prefill(host_data: *mut c_void, handle: GptrtSessionHandle) -> i32 {
+    call(host_data, |ctx, _| {
+        session(ctx, handle)?.prefill()?;
         Ok(())
     })
 }
