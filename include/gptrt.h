@@ -153,6 +153,9 @@ enum gptrt_status_t
   GPTRT_ERROR_INTERNAL = 23,
   // A plugin could not be loaded (wrong ABI, missing symbol, allowlist) or misbehaved.
   GPTRT_ERROR_PLUGIN = 24,
+  // A saved session state that cannot be restored: damaged (checksum), truncated, of another
+  // format version, or saved for another model (the message names both fingerprints).
+  GPTRT_ERROR_SAVED_STATE = 25,
 };
 #ifndef __cplusplus
 typedef int32_t gptrt_status_t;
@@ -596,7 +599,7 @@ gptrt_status_t gptrt_session_save(const gptrt_session_t *session,
                                   size_t *out_size);
 
 // Replace the session's sequence with a saved one (`gptrt_session_save`). A state saved for
-// another model, or damaged or truncated, is `GPTRT_ERROR_INVALID_ARGUMENT` with a message that
+// another model, or damaged or truncated, is `GPTRT_ERROR_SAVED_STATE` with a message that
 // names the problem (both fingerprints for another model); the session then keeps what it held.
 //
 // [thread-safe; BUSY while a generation runs]

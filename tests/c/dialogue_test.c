@@ -214,10 +214,10 @@ static void test_save_restore(gptrt_model_t *model) {
     size_t before = 0, after = 0;
     OK(gptrt_session_context_counts(npc, &before, NULL, NULL));
     states[1][sizes[1] / 2] ^= 0x10;
-    EXPECT(gptrt_session_restore(npc, states[1], sizes[1]), GPTRT_ERROR_INVALID_ARGUMENT);
+    EXPECT(gptrt_session_restore(npc, states[1], sizes[1]), GPTRT_ERROR_SAVED_STATE);
     CHECK(strstr(gptrt_last_error_message(), "checksum") != NULL, "damaged: %s",
           gptrt_last_error_message());
-    EXPECT(gptrt_session_restore(npc, states[0], sizes[0] - 3), GPTRT_ERROR_INVALID_ARGUMENT);
+    EXPECT(gptrt_session_restore(npc, states[0], sizes[0] - 3), GPTRT_ERROR_SAVED_STATE);
     CHECK(strstr(gptrt_last_error_message(), "truncated") != NULL, "truncated: %s",
           gptrt_last_error_message());
     EXPECT(gptrt_session_restore(npc, NULL, 10), GPTRT_ERROR_NULL_POINTER);

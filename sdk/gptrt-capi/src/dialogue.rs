@@ -324,7 +324,7 @@ pub unsafe extern "C" fn gptrt_session_save(
 }
 
 /// Replace the session's sequence with a saved one (`gptrt_session_save`). A state saved for
-/// another model, or damaged or truncated, is `GPTRT_ERROR_INVALID_ARGUMENT` with a message that
+/// another model, or damaged or truncated, is `GPTRT_ERROR_SAVED_STATE` with a message that
 /// names the problem (both fingerprints for another model); the session then keeps what it held.
 ///
 /// [thread-safe; BUSY while a generation runs]

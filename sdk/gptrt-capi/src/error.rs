@@ -70,12 +70,15 @@ pub enum gptrt_status_t {
     GPTRT_ERROR_INTERNAL = 23,
     /// A plugin could not be loaded (wrong ABI, missing symbol, allowlist) or misbehaved.
     GPTRT_ERROR_PLUGIN = 24,
+    /// A saved session state that cannot be restored: damaged (checksum), truncated, of another
+    /// format version, or saved for another model (the message names both fingerprints).
+    GPTRT_ERROR_SAVED_STATE = 25,
 }
 
 pub(crate) use gptrt_status_t::*;
 
 /// Every status with its stable name, in number order.
-pub(crate) const STATUSES: [(gptrt_status_t, &str); 25] = [
+pub(crate) const STATUSES: [(gptrt_status_t, &str); 26] = [
     (GPTRT_OK, "GPTRT_OK\0"),
     (
         GPTRT_ERROR_INVALID_ARGUMENT,
@@ -116,6 +119,7 @@ pub(crate) const STATUSES: [(gptrt_status_t, &str); 25] = [
     (GPTRT_ERROR_PANIC, "GPTRT_ERROR_PANIC\0"),
     (GPTRT_ERROR_INTERNAL, "GPTRT_ERROR_INTERNAL\0"),
     (GPTRT_ERROR_PLUGIN, "GPTRT_ERROR_PLUGIN\0"),
+    (GPTRT_ERROR_SAVED_STATE, "GPTRT_ERROR_SAVED_STATE\0"),
 ];
 
 /// A failed call: the status to return and the message `gptrt_last_error_message` gives.
@@ -147,7 +151,8 @@ pub(crate) fn status_of(error: &gptrt::Error) -> gptrt_status_t {
     match error {
         E::RuntimeLibrary { .. } | E::RuntimeLibraryConflict { .. } => GPTRT_ERROR_RUNTIME_LIBRARY,
         E::Provider { .. } => GPTRT_ERROR_EXECUTION_PROVIDER,
-        E::InvalidArgument { .. } | E::SavedState { .. } => GPTRT_ERROR_INVALID_ARGUMENT,
+        E::InvalidArgument { .. } => GPTRT_ERROR_INVALID_ARGUMENT,
+        E::SavedState { .. } => GPTRT_ERROR_SAVED_STATE,
         E::Ort { .. } => GPTRT_ERROR_ONNX_RUNTIME,
         E::ModelFiles { .. } => GPTRT_ERROR_MODEL_FILES,
         E::Config { .. } => GPTRT_ERROR_MODEL_CONFIG,

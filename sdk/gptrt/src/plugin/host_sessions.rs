@@ -55,7 +55,8 @@ impl From<Error> for Failure {
             Error::InvalidArgument { .. }
             | Error::InvalidToken { .. }
             | Error::InvalidOption { .. }
-            | Error::ContextOverflow { .. } => GPTRT_PLUGIN_INVALID_ARGUMENT,
+            | Error::ContextOverflow { .. }
+            | Error::SavedState { .. } => GPTRT_PLUGIN_INVALID_ARGUMENT,
             _ => GPTRT_PLUGIN_ERROR,
         };
         Failure(status, error.to_string())
