@@ -131,13 +131,13 @@ def qa(binary: str, model: str) -> dict:
     return result
 
 
-def transformers_throughput(texts_count: int = 320) -> dict:
+def transformers_throughput(texts_count: int = 320, checkpoint: str = "/work/artifacts/demo-checkpoint") -> dict:
     import torch
     from transformers import AutoTokenizer, GPT2ForSequenceClassification, pipeline
 
     torch.set_num_threads(2)
-    checkpoint = "/work/artifacts/demo-checkpoint"
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    # the demo's tokenizer files: the 124M checkpoint folder holds weights and config only
+    tokenizer = AutoTokenizer.from_pretrained("/work/artifacts/demo-checkpoint")
     tokenizer.pad_token = tokenizer.eos_token
     model = GPT2ForSequenceClassification.from_pretrained(checkpoint, num_labels=5).eval()
     model.config.pad_token_id = tokenizer.eos_token_id
@@ -152,8 +152,8 @@ def transformers_throughput(texts_count: int = 320) -> dict:
     with torch.inference_mode():
         classify(texts, batch_size=32, truncation=True, max_length=64)
     seconds = time.perf_counter() - started
-    return {"texts": len(texts), "batch": 32, "threads": 2, "texts_per_second": len(texts) / seconds,
-            "torch": torch.__version__}
+    return {"checkpoint": checkpoint, "texts": len(texts), "batch": 32, "threads": 2,
+            "texts_per_second": len(texts) / seconds, "torch": torch.__version__}
 
 
 def main() -> None:

@@ -12,6 +12,7 @@
 //!   `{"answer", "start", "end", "confidence", "candidates"}`, `start` and `end` character offsets
 //!   with `context[start:end] == answer`, the confidence the span's softmax share.
 
+use gptrt_plugin_api::qa::{answer_spans, qa_prompt};
 use gptrt_plugin_api::{export_plugins, Host, TaskHeadPlugin};
 use serde_json::{json, Value};
 
@@ -49,7 +50,7 @@ impl TaskHeadPlugin for Qa {
             Ok(value.to_string())
         };
         let (context, question) = (text("context")?, text("question")?);
-        let prompt = format!("{}\nQuestion: {}\nAnswer:", context.trim(), question.trim());
+        let prompt = qa_prompt(&context, &question);
         if input["extractive"].as_bool().unwrap_or(false) {
             let max_words = input["max_span_words"].as_u64().unwrap_or(6).max(1) as usize;
             self.extract(&context, &prompt, max_words)
@@ -84,7 +85,7 @@ impl Qa {
     }
 
     fn extract(&self, context: &str, prompt: &str, max_words: usize) -> Result<String, String> {
-        let spans = candidate_spans(context, max_words);
+        let spans = answer_spans(context, max_words);
         let mut prefix = vec![GPT2_END_OF_TEXT];
         prefix.extend(self.host.tokenize(prompt)?);
         let continuations = spans
@@ -109,43 +110,6 @@ impl Qa {
         })
         .to_string())
     }
-}
-
-/// Byte ranges of every run of 1..=`max_words` whitespace-separated words of `text`, plus each
-/// run without its trailing punctuation, each distinct text once (the SDK's candidates).
-fn candidate_spans(text: &str, max_words: usize) -> Vec<(usize, usize)> {
-    let mut words = Vec::new();
-    let mut start = None;
-    for (at, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                words.push((s, at));
-                start = None;
-            }
-            (false, None) => start = Some(at),
-            _ => {}
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut spans = Vec::new();
-    for first in 0..words.len() {
-        for last in first..words.len().min(first + max_words) {
-            let (begin, end) = (words[first].0, words[last].1);
-            let trimmed = begin
-                + text[begin..end]
-                    .trim_end_matches(|c: char| c.is_ascii_punctuation() && c != '%' && c != '$')
-                    .len();
-            for stop in [end, trimmed] {
-                if stop > begin && seen.insert(&text[begin..stop]) {
-                    spans.push((begin, stop));
-                }
-            }
-        }
-    }
-    spans
 }
 
 export_plugins!(samplers: [], task_heads: [Qa]);

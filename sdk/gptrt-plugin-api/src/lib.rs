@@ -25,6 +25,7 @@ mod authoring;
 mod generate;
 mod hidden;
 mod host;
+pub mod qa;
 mod sessions;
 mod turns;
 

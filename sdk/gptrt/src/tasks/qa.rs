@@ -9,9 +9,11 @@ use crate::error::{Error, Result};
 use crate::generate::MAX_ROWS;
 use crate::model::Model;
 
-/// The prompt both kinds of answer continue: `{context}` and `{question}` are filled in, the
-/// answer follows `Answer:` after a space and ends at the end of its line.
-pub const QA_TEMPLATE: &str = "{context}\nQuestion: {question}\nAnswer:";
+/// The prompt both kinds of answer continue (shared with `plugins/qa`): `{context}` and
+/// `{question}` are filled in, the answer follows `Answer:` after a space and ends at the end of
+/// its line.
+pub use gptrt_plugin_api::qa::QA_TEMPLATE;
+use gptrt_plugin_api::qa::{answer_spans, qa_prompt};
 
 /// Options of [`Model::answer`] and [`Model::extract_answer`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,9 +72,7 @@ fn prompt(context: &str, question: &str) -> Result<String> {
             });
         }
     }
-    Ok(QA_TEMPLATE
-        .replace("{context}", context.trim())
-        .replace("{question}", question.trim()))
+    Ok(qa_prompt(context, question))
 }
 
 impl Model {
@@ -123,7 +123,7 @@ impl Model {
         options: &QaOptions,
     ) -> Result<ExtractedAnswer> {
         let prompt = prompt(context, question)?;
-        let spans = candidate_spans(context, options.max_span_words.max(1));
+        let spans = answer_spans(context, options.max_span_words.max(1));
         let mut prefix = vec![self.config().eos_token_id];
         prefix.extend(self.tokenizer().encode(&prompt)?);
         let continuations = spans
@@ -152,71 +152,5 @@ impl Model {
             confidence: (scores[best] - top).exp() / total,
             candidates: spans.len(),
         })
-    }
-}
-
-/// Byte ranges of every run of 1..=`max_words` whitespace-separated words of `text`, plus each
-/// run without its trailing punctuation, each distinct text once (its first occurrence).
-fn candidate_spans(text: &str, max_words: usize) -> Vec<(usize, usize)> {
-    let mut words = Vec::new();
-    let mut start = None;
-    for (at, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                words.push((s, at));
-                start = None;
-            }
-            (false, None) => start = Some(at),
-            _ => {}
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut spans = Vec::new();
-    for first in 0..words.len() {
-        for last in first..words.len().min(first + max_words) {
-            let (begin, end) = (words[first].0, words[last].1);
-            let trimmed = begin
-                + text[begin..end]
-                    .trim_end_matches(|c: char| c.is_ascii_punctuation() && c != '%' && c != '$')
-                    .len();
-            for stop in [end, trimmed] {
-                if stop > begin && seen.insert(&text[begin..stop]) {
-                    spans.push((begin, stop));
-                }
-            }
-        }
-    }
-    spans
-}
-
-#[cfg(test)]
-mod tests {
-    use super::candidate_spans;
-
-    #[test]
-    fn spans_are_word_runs_with_and_without_trailing_punctuation() {
-        let text = "Paris is big. Paris!";
-        let spans: Vec<&str> = candidate_spans(text, 2)
-            .into_iter()
-            .map(|(s, e)| &text[s..e])
-            .collect();
-        assert_eq!(
-            spans,
-            [
-                "Paris",
-                "Paris is",
-                "is",
-                "is big.",
-                "is big",
-                "big.",
-                "big",
-                "big. Paris!",
-                "big. Paris",
-                "Paris!"
-            ]
-        );
     }
 }
