@@ -554,18 +554,22 @@ pub fn make_all(root: &Path) -> Vec<Case> {
         Refused(&["model.onnx"]),
     );
     std::os::unix::fs::symlink("nowhere.onnx", dir.join("model.onnx")).unwrap();
-    let dir = m.folder("config-fifo", &["config.json"], Refused(&["config.json"]));
+    let dir = m.folder(
+        "config-fifo",
+        &["config.json"],
+        Refused(&["config.json", "not a regular file"]),
+    );
     mkfifo(&dir.join("config.json"));
     let dir = m.folder(
         "config-directory",
         &["config.json"],
-        Refused(&["config.json"]),
+        Refused(&["config.json", "not a regular file"]),
     );
     fs::create_dir(dir.join("config.json")).unwrap();
     let dir = m.folder(
         "tokenizer-fifo",
         &["tokenizer.json"],
-        Refused(&["tokenizer.json"]),
+        Refused(&["tokenizer.json", "not a regular file"]),
     );
     mkfifo(&dir.join("tokenizer.json"));
     let dir = m.folder(

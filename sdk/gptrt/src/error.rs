@@ -216,6 +216,28 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// A model path that exists but is not a regular file: opening a FIFO or a device would block
+    /// or read forever, and skipping it would hide that the folder is not what its owner thinks.
+    pub(crate) fn not_regular_file(path: &std::path::Path) -> Error {
+        Error::model_files(
+            path,
+            "not a regular file (a FIFO, socket, device or folder?): gptrt reads model files only \
+             from regular files (symbolic links to them are fine)",
+        )
+    }
+}
+
+/// Whether the model file `path` is there: `Ok(true)` for a regular file (or a link to one),
+/// `Ok(false)` when nothing is at the path, and [`Error::not_regular_file`] for anything else.
+pub(crate) fn regular_file_present(path: &std::path::Path) -> Result<bool> {
+    if path.is_file() {
+        Ok(true)
+    } else if path.exists() {
+        Err(Error::not_regular_file(path))
+    } else {
+        Ok(false)
+    }
 }
 
 impl std::fmt::Debug for Error {

@@ -7,7 +7,7 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::AddedToken;
 
-use crate::error::{Error, Result};
+use crate::error::{regular_file_present, Error, Result};
 
 /// GPT-2's end-of-text token, also used to start an empty prompt.
 pub const ENDOFTEXT: &str = "<|endoftext|>";
@@ -37,12 +37,12 @@ impl Tokenizer {
     /// Load from a model folder: `tokenizer.json`, else `vocab.json` + `merges.txt`.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let json = dir.join("tokenizer.json");
-        if json.is_file() {
+        if regular_file_present(&json)? {
             return Tokenizer::from_file(&json);
         }
         let vocab = dir.join("vocab.json");
         let merges = dir.join("merges.txt");
-        if vocab.is_file() && merges.is_file() {
+        if regular_file_present(&vocab)? && regular_file_present(&merges)? {
             return Tokenizer::from_vocab_and_merges(&vocab, &merges);
         }
         Err(Error::ModelFiles {

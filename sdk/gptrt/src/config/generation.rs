@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{EarlyStopping, StopStrings, TokenIds};
-use crate::error::{Error, Result};
+use crate::error::{regular_file_present, Error, Result};
 
 /// Generation settings with Hugging Face `generation_config.json` names, meanings and defaults.
 ///
@@ -201,15 +201,8 @@ impl GenerationConfig {
     /// Read `generation_config.json` from a model folder, or defaults when the folder has none.
     pub fn from_dir_or_default(dir: &Path) -> Result<GenerationConfig> {
         let path: PathBuf = dir.join("generation_config.json");
-        if path.is_file() {
+        if regular_file_present(&path)? {
             GenerationConfig::from_file(&path)
-        } else if path.exists() {
-            // A FIFO or a device would block or never end; silently taking the defaults instead
-            // would hide that the folder is not what its owner thinks.
-            Err(Error::model_files(
-                &path,
-                "not a regular file (a FIFO, socket, device or folder?): gptrt reads model files only from regular files",
-            ))
         } else {
             Ok(GenerationConfig::default())
         }

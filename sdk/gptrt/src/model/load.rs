@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{GenerationConfig, ModelConfig};
-use crate::error::{Error, Result};
+use crate::error::{regular_file_present, Error, Result};
 use crate::graph::signature::{past_name, present_name, Layout};
 use crate::graph::Graph;
 use crate::model::{Model, ModelBytes};
@@ -26,7 +26,7 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         (dir, path.to_path_buf())
     } else if !path.is_dir() {
-        return Err(not_regular(path));
+        return Err(Error::not_regular_file(path));
     } else {
         let candidates = [MERGED_FILE, SINGLE_FILE, PROMPT_FILE];
         let named = candidates
@@ -65,19 +65,10 @@ fn find_graphs(path: &Path) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
     let with_past = (sibling.exists() && sibling != first).then_some(sibling);
     for graph in std::iter::once(&first).chain(&with_past) {
         if !graph.is_file() {
-            return Err(not_regular(graph));
+            return Err(Error::not_regular_file(graph));
         }
     }
     Ok((dir, first, with_past))
-}
-
-/// A model path that exists but is not a regular file or folder: opening a FIFO or a device would
-/// block or read forever, so gptrt reads regular files only (symbolic links to them are fine).
-fn not_regular(path: &Path) -> Error {
-    Error::model_files(
-        path,
-        "not a regular file (a FIFO, socket or device?): gptrt reads model files only from regular files",
-    )
 }
 
 impl Model {
@@ -94,7 +85,7 @@ impl Model {
     pub fn load_with(runtime: &Runtime, path: impl AsRef<Path>) -> Result<Model> {
         let (dir, first, with_past) = find_graphs(path.as_ref())?;
         let config_path = dir.join("config.json");
-        if !config_path.is_file() {
+        if !regular_file_present(&config_path)? {
             return Err(Error::model_files(&dir, "missing config.json (the model's n_layer, n_head, n_embd, n_positions, vocab_size)"));
         }
         let config = ModelConfig::from_file(&config_path)?;
