@@ -333,6 +333,13 @@ typedef struct {
   gptrt_optimization_level_t optimization_level;
 } gptrt_runtime_options_t;
 
+// Receives text a task head writes while it runs (`gptrt_task_head_call_streaming`): `len` bytes
+// of UTF-8 at `text` (NUL-terminated too), valid during the call. Return `true` to go on, `false`
+// to ask the task head to stop early (it still returns its result).
+typedef bool (*gptrt_text_callback_t)(void *user_data,
+                                      const char *text,
+                                      size_t len);
+
 // `early_stopping = false` (the default): stop when the best running beam can no longer beat the
 // worst finished one, judged at the current length.
 #define GPTRT_EARLY_STOPPING_HEURISTIC 0
@@ -1474,6 +1481,21 @@ gptrt_status_t gptrt_task_head_new(const gptrt_plugin_host_t *host,
 gptrt_status_t gptrt_task_head_call(const gptrt_task_head_t *head,
                                     const char *input_json,
                                     char **out_json);
+
+// `gptrt_task_head_call`, with the text the task head writes as it works passed to `callback`
+// (with `user_data`) on the calling thread before the call returns: `plugins/dialogue` writes its
+// reply piece by piece, so a host shows it as it is made; other task heads may write nothing. A
+// NULL callback is `gptrt_task_head_call`.
+//
+// [thread-safe; calls on one instance run one at a time, on the calling thread]
+//
+// # Safety
+// As `gptrt_task_head_call`; `callback`, when not NULL, is safe to call with `user_data`.
+gptrt_status_t gptrt_task_head_call_streaming(const gptrt_task_head_t *head,
+                                              const char *input_json,
+                                              gptrt_text_callback_t callback,
+                                              void *user_data,
+                                              char **out_json);
 
 // Release a task-head instance (the plugin's `destroy` runs). NULL, or a handle freed already, is
 // ignored.

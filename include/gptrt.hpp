@@ -704,14 +704,53 @@ public:
     std::string run(const std::string &input_json) const {
         char *output = nullptr;
         detail::check(gptrt_task_head_call(handle_.get(), detail::c_str(input_json, "input_json"), &output));
-        std::string text(output);
-        gptrt_string_free(output);
-        return text;
+        return take(output);
+    }
+
+    // run(), with the text the task head writes as it works (a dialogue's reply, piece by piece)
+    // passed to `on_text(std::string_view) -> bool`; return false to ask it to stop early.
+    template <typename F, typename = std::enable_if_t<std::is_invocable_r_v<bool, F &, std::string_view>>>
+    std::string run(const std::string &input_json, F &&on_text) const {
+        TextState<F> state{&on_text, nullptr};
+        char *output = nullptr;
+        gptrt_status_t status = gptrt_task_head_call_streaming(
+            handle_.get(), detail::c_str(input_json, "input_json"), &TaskHead::text_trampoline<F>, &state, &output);
+        if (state.error) {
+            if (status == GPTRT_OK) {
+                gptrt_string_free(output);
+            }
+            std::rethrow_exception(state.error);
+        }
+        detail::check(status);
+        return take(output);
     }
 
     gptrt_task_head_t *get() const noexcept { return handle_.get(); }
 
 private:
+    template <typename F>
+    struct TextState {
+        F *on_text;
+        std::exception_ptr error;
+    };
+
+    template <typename F>
+    static bool text_trampoline(void *user_data, const char *text, size_t len) noexcept {
+        auto *state = static_cast<TextState<F> *>(user_data);
+        try {
+            return (*state->on_text)(std::string_view(text, len));
+        } catch (...) {
+            state->error = std::current_exception(); // never let it unwind through C
+            return false;
+        }
+    }
+
+    static std::string take(char *output) {
+        std::string text(output);
+        gptrt_string_free(output);
+        return text;
+    }
+
     detail::Handle<gptrt_task_head_t, gptrt_task_head_free> handle_;
 };
 

@@ -385,6 +385,18 @@ typedef struct GptrtSessions {
   int32_t (*prefill)(void *host_data, GptrtSessionHandle handle);
 } GptrtSessions;
 
+// Capability `org.gptrt.output`. The table is owned by the host and valid for the life of the
+// instance.
+typedef struct GptrtOutput {
+  // `sizeof(GptrtOutput)`.
+  uintptr_t struct_size;
+  // Pass `len` bytes of UTF-8 `text` (not NUL-terminated) to the caller of the `run` under way
+  // on this thread. Returns 0 to go on, or non-zero when the caller asks the run to stop early
+  // (the plugin then ends it as soon as it can, still returning its result). Outside a run, or
+  // when the caller takes no text, the text is dropped and 0 returned.
+  int32_t (*write_text)(void *host_data, const char *text, uintptr_t len);
+} GptrtOutput;
+
 // A link of the sampler chain.
 #define GPTRT_PLUGIN_KIND_SAMPLER 1
 

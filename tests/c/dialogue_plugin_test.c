@@ -1,7 +1,9 @@
 /* The dialogue task head (plugins/dialogue, org.gptrt.dialogue) from C: an instance keeps its
  * dialogue across gptrt_task_head_call, its state saves to base64 and continues in a new
- * instance, and a bad action is refused by name.
+ * instance, a reply streams to a callback as it is made (and stops when the callback says so), and
+ * a bad action is refused by name.
  * Usage: dialogue_plugin_test MODEL_DIR DIALOGUE_PLUGIN_LIBRARY */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,34 @@
             return 1;                                                                      \
         }                                                                                  \
     } while (0)
+
+/* Collects the text a call streams; stops the call after `stop_after` pieces (0: never). */
+struct stream {
+    char text[4096];
+    size_t len;
+    int pieces;
+    int stop_after;
+};
+
+static bool on_text(void *user_data, const char *text, size_t len) {
+    struct stream *stream = user_data;
+    if (text[len] != '\0' || stream->len + len >= sizeof stream->text) return false;
+    memcpy(stream->text + stream->len, text, len + 1);
+    stream->len += len;
+    stream->pieces++;
+    return stream->stop_after == 0 || stream->pieces < stream->stop_after;
+}
+
+/* The streamed text on one line, newlines and backslashes escaped. */
+static void print_stream(const char *label, const struct stream *stream) {
+    printf("%s: %d ", label, stream->pieces);
+    for (size_t i = 0; i < stream->len; i++) {
+        if (stream->text[i] == '\n') printf("\\n");
+        else if (stream->text[i] == '\\') printf("\\\\");
+        else putchar(stream->text[i]);
+    }
+    printf("\n");
+}
 
 static const char *CONFIG = "{\"persona\": \"Hi.\", \"max_new_tokens\": 6, \"do_sample\": false}";
 
@@ -73,6 +103,17 @@ int main(int argc, char **argv) {
     gptrt_task_head_free(first);
     CHECK(gptrt_task_head_call(second, "{\"say\": \"three\"}", &output));
     printf("restored3: %s\n", output);
+    gptrt_string_free(output);
+
+    /* The reply streams as it is made; a callback that returns false stops it. */
+    struct stream whole = {.stop_after = 0}, cut = {.stop_after = 1};
+    CHECK(gptrt_task_head_call_streaming(second, "{\"say\": \"four\"}", on_text, &whole, &output));
+    printf("streamed4: %s\n", output);
+    print_stream("pieces4", &whole);
+    gptrt_string_free(output);
+    CHECK(gptrt_task_head_call_streaming(second, "{\"say\": \"five\"}", on_text, &cut, &output));
+    printf("streamed5: %s\n", output);
+    print_stream("pieces5", &cut);
     gptrt_string_free(output);
 
     status = gptrt_task_head_call(second, "{\"shout\": \"hey\"}", &output);

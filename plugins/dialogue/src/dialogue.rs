@@ -172,7 +172,10 @@ impl Dialogue {
             session.set_tokens(&tokens)?;
         }
         let config = self.turn_config();
-        let report = match session.generate_turn(Some(&config), &mut |_| true) {
+        // The reply goes to the run's caller as it is made (capability org.gptrt.output); the
+        // caller may stop it early.
+        let host = self.host;
+        let report = match session.generate_turn(Some(&config), &mut |text| host.write_text(text)) {
             Ok(report) => report,
             Err(error) => {
                 // Back to before the turn: the dialogue stays as it was (less dropped turns).

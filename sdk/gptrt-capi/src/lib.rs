@@ -51,7 +51,7 @@ pub use session::{
     gptrt_session_state_t, gptrt_session_t, gptrt_stop_reason_t, gptrt_token_callback_t,
     gptrt_token_event_t,
 };
-pub use task_head::gptrt_task_head_t;
+pub use task_head::{gptrt_task_head_t, gptrt_text_callback_t};
 pub use tokenizer::gptrt_tokenizer_t;
 
 // Every kind of object the C API hands out. Declared here, where every module is known, so that

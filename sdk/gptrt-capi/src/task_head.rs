@@ -2,7 +2,7 @@
 //! files such as a trained head, once), then run on many inputs, alongside the one-shot
 //! `gptrt_task_head_run`.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{boundary, gptrt_status_t, Failure};
@@ -69,21 +69,74 @@ pub unsafe extern "C" fn gptrt_task_head_call(
     out_json: *mut *mut c_char,
 ) -> gptrt_status_t {
     boundary("gptrt_task_head_call", || {
-        check_out(out_json, "out_json")?;
-        let head = handles::get(head, "head")?;
         // SAFETY: caller contract.
-        let input = unsafe { read_str(input_json, "input_json") }?;
-        // A plugin panic is caught inside `run`: the instance is intact after a poisoned lock.
-        let output = head
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .run(input)?;
-        let text = CString::new(output)
-            .map_err(|_| Failure::invalid("the task head's output contains NUL"))?;
-        // SAFETY: checked non-NULL above; released by gptrt_string_free.
-        unsafe { write_out(out_json, text.into_raw()) };
-        Ok(())
+        unsafe { call(head, input_json, out_json, &mut |_| true) }
     })
+}
+
+/// Receives text a task head writes while it runs (`gptrt_task_head_call_streaming`): `len` bytes
+/// of UTF-8 at `text` (NUL-terminated too), valid during the call. Return `true` to go on, `false`
+/// to ask the task head to stop early (it still returns its result).
+pub type gptrt_text_callback_t =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, text: *const c_char, len: usize) -> bool>;
+
+/// `gptrt_task_head_call`, with the text the task head writes as it works passed to `callback`
+/// (with `user_data`) on the calling thread before the call returns: `plugins/dialogue` writes its
+/// reply piece by piece, so a host shows it as it is made; other task heads may write nothing. A
+/// NULL callback is `gptrt_task_head_call`.
+///
+/// [thread-safe; calls on one instance run one at a time, on the calling thread]
+///
+/// # Safety
+/// As `gptrt_task_head_call`; `callback`, when not NULL, is safe to call with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn gptrt_task_head_call_streaming(
+    head: *const gptrt_task_head_t,
+    input_json: *const c_char,
+    callback: gptrt_text_callback_t,
+    user_data: *mut c_void,
+    out_json: *mut *mut c_char,
+) -> gptrt_status_t {
+    boundary("gptrt_task_head_call_streaming", || {
+        let mut piece = Vec::new();
+        let mut on_text = |text: &str| -> bool {
+            let Some(callback) = callback else {
+                return true;
+            };
+            piece.clear();
+            piece.extend_from_slice(text.as_bytes());
+            piece.push(0);
+            // SAFETY: the host's callback with its own user_data, per this function's contract;
+            // the text outlives the call.
+            unsafe { callback(user_data, piece.as_ptr().cast(), text.len()) }
+        };
+        // SAFETY: caller contract.
+        unsafe { call(head, input_json, out_json, &mut on_text) }
+    })
+}
+
+/// # Safety
+/// As `gptrt_task_head_call`.
+unsafe fn call(
+    head: *const gptrt_task_head_t,
+    input_json: *const c_char,
+    out_json: *mut *mut c_char,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<(), Failure> {
+    check_out(out_json, "out_json")?;
+    let head = handles::get(head, "head")?;
+    // SAFETY: caller contract.
+    let input = unsafe { read_str(input_json, "input_json") }?;
+    // A plugin panic is caught inside `run`: the instance is intact after a poisoned lock.
+    let output = head
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .run_streaming(input, on_text)?;
+    let text = CString::new(output)
+        .map_err(|_| Failure::invalid("the task head's output contains NUL"))?;
+    // SAFETY: checked non-NULL above; released by gptrt_string_free.
+    unsafe { write_out(out_json, text.into_raw()) };
+    Ok(())
 }
 
 /// Release a task-head instance (the plugin's `destroy` runs). NULL, or a handle freed already, is

@@ -1,6 +1,8 @@
 //! tests/c/dialogue_plugin_test.c: the dialogue task head (plugins/dialogue) from C, through
 //! task-head instances: turns keep their dialogue, a saved state continues exactly in a new
-//! instance (after the first is freed), and a bad action is refused by name.
+//! instance (after the first is freed), a reply streams through
+//! `gptrt_task_head_call_streaming` (and stops when the callback says so), and a bad action is
+//! refused by name.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -47,6 +49,19 @@ fn the_dialogue_task_head_keeps_and_restores_its_dialogue_from_c() {
     );
     assert_eq!(json("restored")["turns"], 2, "{stdout}");
     assert_eq!(json("restored3"), json("original3"), "{stdout}");
+    // pieces4: COUNT TEXT (newlines escaped): the whole reply, in more than one piece.
+    let pieces = |label: &str| -> (usize, String) {
+        let text = line(label);
+        let (count, text) = text.split_once(' ').unwrap();
+        (count.parse().unwrap(), text.replace("\\n", "\n"))
+    };
+    let (count, text) = pieces("pieces4");
+    assert!(count > 1, "{stdout}");
+    assert_eq!(text.trim_end(), json("streamed4")["reply"], "{stdout}");
+    let (count, text) = pieces("pieces5");
+    assert_eq!(count, 1, "{stdout}");
+    assert_eq!(text.trim_end(), json("streamed5")["reply"], "{stdout}");
+    assert_eq!(json("streamed5")["stop_reason"], "callback", "{stdout}");
     let bad = line("bad-action");
     assert!(
         bad.starts_with("GPTRT_ERROR") && bad.contains("\"shout\""),

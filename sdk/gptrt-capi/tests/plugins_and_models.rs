@@ -300,9 +300,17 @@ fn a_task_head_instance_reads_its_config_once_and_runs_many_times_from_c() {
 #[test]
 fn a_task_head_instance_runs_from_the_cpp_wrapper() {
     let classify = plugin_library("gptrt-plugin-classify", "libgptrt_plugin_classify.so");
+    let dialogue = plugin_library("gptrt-plugin-dialogue", "libgptrt_plugin_dialogue.so");
     let exe = build("tests/c/task_head_test.cpp", Lang::Cxx, Link::Dynamic);
     let model = tiny("hidden");
-    let stdout = run_ok(&exe, &[model.to_str().unwrap(), classify.to_str().unwrap()]);
+    let stdout = run_ok(
+        &exe,
+        &[
+            model.to_str().unwrap(),
+            classify.to_str().unwrap(),
+            dialogue.to_str().unwrap(),
+        ],
+    );
     let line = |label: &str| -> String {
         stdout
             .lines()
@@ -323,4 +331,16 @@ fn a_task_head_instance_runs_from_the_cpp_wrapper() {
         "{stdout}"
     );
     assert!(line("bad-config").contains("/nonexistent"), "{stdout}");
+    assert_eq!(line("classify-pieces"), "0", "{stdout}");
+    let reply: Value = serde_json::from_str(&line("dialogue")).unwrap();
+    let pieces: usize = line("dialogue-pieces").parse().unwrap();
+    assert!(pieces > 1, "{stdout}");
+    let streamed: usize = line("dialogue-streamed-length").parse().unwrap();
+    assert!(
+        streamed >= reply["reply"].as_str().unwrap().len(),
+        "{stdout}"
+    );
+    assert_eq!(line("thrown"), "from the lambda", "{stdout}");
+    let after: Value = serde_json::from_str(&line("after-throw")).unwrap();
+    assert_eq!(after["turn"], 3, "{stdout}");
 }

@@ -385,6 +385,27 @@ pub struct GptrtHiddenStates {
 /// `GptrtSessions` (ABI 1.2); NULL when the host has no model attached.
 pub const GPTRT_CAPABILITY_SESSIONS: &str = "org.gptrt.sessions";
 
+/// The id (for `GptrtHostApi::get_capability`) of the caller's output stream, a `GptrtOutput`
+/// (ABI 1.2): while a task head's `run` is under way, text it writes there goes to whoever called
+/// that run as it is made (a dialogue's reply, token by token). Offered to every instance.
+pub const GPTRT_CAPABILITY_OUTPUT: &str = "org.gptrt.output";
+
+/// Capability `org.gptrt.output`. The table is owned by the host and valid for the life of the
+/// instance.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GptrtOutput {
+    /// `sizeof(GptrtOutput)`.
+    pub struct_size: usize,
+    /// Pass `len` bytes of UTF-8 `text` (not NUL-terminated) to the caller of the `run` under way
+    /// on this thread. Returns 0 to go on, or non-zero when the caller asks the run to stop early
+    /// (the plugin then ends it as soon as it can, still returning its result). Outside a run, or
+    /// when the caller takes no text, the text is dropped and 0 returned.
+    pub write_text: Option<
+        unsafe extern "C" fn(host_data: *mut c_void, text: *const c_char, len: usize) -> i32,
+    >,
+}
+
 /// An opaque session handle of capability `org.gptrt.sessions`; 0 is never a session.
 pub type GptrtSessionHandle = u64;
 

@@ -342,3 +342,38 @@ fn bad_configs_and_inputs_are_refused_by_name() {
     assert!(error.contains("saved for another model"), "{error}");
     assert_eq!(run(&mut other, json!({"say": "hello"}))["turn"], 1);
 }
+
+#[test]
+fn a_reply_streams_to_the_caller_as_it_is_made_and_the_caller_can_stop_it() {
+    let model = tiny();
+    let host = host();
+    let config = json!({"persona": "Hi.", "max_new_tokens": 12, "do_sample": false});
+    let mut head = host
+        .task_head("org.gptrt.dialogue", Some(&config.to_string()), model)
+        .unwrap();
+    let mut pieces = Vec::new();
+    let out = head
+        .run_streaming(&json!({"say": "hello there"}).to_string(), &mut |text| {
+            pieces.push(text.to_string());
+            true
+        })
+        .unwrap();
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert!(pieces.len() > 1, "{pieces:?}");
+    assert_eq!(pieces.concat().trim_end(), out["reply"], "{pieces:?}");
+
+    // Stopped after the first piece: the reply is that piece, and the dialogue goes on.
+    let mut calls = 0;
+    let out = head
+        .run_streaming(&json!({"say": "and again"}).to_string(), &mut |text| {
+            calls += 1;
+            assert!(!text.is_empty());
+            false
+        })
+        .unwrap();
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(calls, 1, "{out}");
+    assert_eq!(out["turn"], 2, "{out}");
+    assert_eq!(out["stop_reason"], "callback", "{out}");
+    assert_eq!(run(&mut head, json!({"say": "still there?"}))["turn"], 3);
+}

@@ -22,6 +22,9 @@ pub(super) struct HostContext {
     pub(super) sessions_table: Option<GptrtSessions>,
     /// The sessions this instance made through it, freed with the context at the latest.
     pub(super) sessions: super::host_sessions::Registry,
+    /// Capability `org.gptrt.output` and where its text goes.
+    output_table: GptrtOutput,
+    pub(super) output: super::host_output::Output,
 }
 
 /// The host API struct and its context, at a stable address for the life of an instance.
@@ -52,6 +55,8 @@ impl HostApi {
             model,
             last_log: Mutex::new(None),
             token_bytes,
+            output_table: super::host_output::Output::table(),
+            output: Default::default(),
         });
         let host_data = (&mut *context as *mut HostContext).cast();
         Box::new(HostApi {
@@ -325,6 +330,9 @@ unsafe extern "C" fn host_get_capability(
         };
         if let (GPTRT_CAPABILITY_SESSIONS, Some(table)) = (id, &ctx.sessions_table) {
             return (table as *const GptrtSessions).cast::<c_void>();
+        }
+        if id == GPTRT_CAPABILITY_OUTPUT {
+            return (&ctx.output_table as *const GptrtOutput).cast::<c_void>();
         }
         match (id, &ctx.token_bytes, &ctx.hidden_states) {
             (GPTRT_CAPABILITY_TOKEN_BYTES, Some(table), _) => {

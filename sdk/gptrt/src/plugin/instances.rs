@@ -269,6 +269,18 @@ impl TaskHead {
 
     /// Run the task: JSON in, JSON out (checked to be UTF-8 JSON).
     pub fn run(&mut self, input_json: &str) -> Result<String> {
+        self.run_streaming(input_json, &mut |_| true)
+    }
+
+    /// [`TaskHead::run`], with the text the plugin writes as it works (capability
+    /// `org.gptrt.output`: a dialogue's reply, piece by piece) passed to `on_text`; `on_text`
+    /// returns `false` to ask the plugin to stop early (it still returns its result).
+    pub fn run_streaming(
+        &mut self,
+        input_json: &str,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<String> {
+        let _attached = self.host.context.output.attach(on_text);
         let label = self.plugin.label();
         let run = self
             .vtable
@@ -304,7 +316,6 @@ impl TaskHead {
         let text = text.map_err(|_| plugin_error(&label, "run returned invalid UTF-8"))?;
         serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|e| plugin_error(&label, format!("run returned invalid JSON: {e}")))?;
-        let _ = &self.host;
         Ok(text)
     }
 }

@@ -19,6 +19,7 @@ mod allowlist;
 mod host_api;
 mod host_hidden;
 mod host_model;
+mod host_output;
 mod host_sessions;
 mod instances;
 pub(crate) mod loader;
