@@ -30,6 +30,21 @@ fn close(got: &[f32], want: &[f32], what: &str) {
 }
 
 #[test]
+fn a_shared_kv_graph_gives_the_same_features() {
+    // fused-shared binds one past/present buffer: features bind a scratch one for their pass.
+    let model = common::load("fused-shared");
+    assert!(model.has_hidden_states());
+    let cases = cases();
+    let texts: Vec<&str> = cases.iter().map(|case| case.text.as_str()).collect();
+    let last = model.features(&texts, Pooling::Last).unwrap();
+    let mean = model.features(&texts, Pooling::Mean).unwrap();
+    for (i, case) in cases.iter().enumerate() {
+        close(&last[i], &case.last, &format!("last, {:?}", case.text));
+        close(&mean[i], &case.mean, &format!("mean, {:?}", case.text));
+    }
+}
+
+#[test]
 fn batched_features_equal_transformers_final_hidden_state_for_both_poolings() {
     let model = common::load("hidden");
     assert!(model.has_hidden_states());

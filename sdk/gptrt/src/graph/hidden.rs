@@ -5,6 +5,7 @@ use ort::session::{OutputSelector, RunOptions};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::graph::signature::LAST_HIDDEN_STATE;
+use crate::graph::step::read_hidden;
 use crate::graph::{Graph, StepInput};
 use crate::kv::KvCache;
 
@@ -21,13 +22,17 @@ impl Graph {
             return Err(missing_hidden_states(self));
         }
         if self.signature.shares_kv_buffer {
-            return Err(Error::Layout {
-                path: self.path.clone(),
-                message: format!(
-                    "hidden states are read from graphs without a shared KV buffer: export with \
-                     models/export_fused.py --hidden-states (without --shared-kv) to get `{LAST_HIDDEN_STATE}`"
-                ),
-            });
+            // The past/present buffer must be bound even for one pass from an empty cache.
+            let mut hidden = Vec::new();
+            self.run_shared(
+                config,
+                input,
+                &mut KvCache::default(),
+                &mut Vec::new(),
+                false,
+                Some(&mut hidden),
+            )?;
+            return Ok(hidden);
         }
         let context = || format!("running {}", self.path.display());
         let ort_err = |e: ort::Error| Error::ort(context(), e);
@@ -40,21 +45,7 @@ impl Graph {
         let outputs = session
             .run_with_options(inputs, &options)
             .map_err(ort_err)?;
-        let value = outputs
-            .get(LAST_HIDDEN_STATE)
-            .ok_or_else(|| Error::UnexpectedOutput {
-                tensor: LAST_HIDDEN_STATE.to_string(),
-                message: "missing from the run's outputs".to_string(),
-            })?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(ort_err)?;
-        let expected = [input.batch as i64, input.seq as i64, config.n_embd as i64];
-        if shape[..] != expected {
-            return Err(Error::UnexpectedOutput {
-                tensor: LAST_HIDDEN_STATE.to_string(),
-                message: format!("shape {shape:?}, expected {expected:?}"),
-            });
-        }
-        Ok(data.to_vec())
+        read_hidden(config, &outputs, input, &context)
     }
 }
 

@@ -45,7 +45,7 @@ impl Graph {
         let (batch, seq) = (input.batch, input.seq);
         let past_len = input.attention_mask.len() / batch - seq;
         if signature.shares_kv_buffer {
-            return self.run_shared(config, input, cache, logits, all_positions);
+            return self.run_shared(config, input, cache, logits, all_positions, None);
         }
 
         let inputs = self.feeds(config, input, cache, all_positions)?;
@@ -176,14 +176,15 @@ impl Graph {
 
     /// [`Graph::run`] for a shared-buffer graph: the cache tensors are bound as both
     /// past inputs and present outputs (ONNX Runtime IO binding), so the step writes only its new
-    /// positions into them.
-    fn run_shared(
+    /// positions into them. With `hidden`, `last_hidden_state` is read into it too.
+    pub(crate) fn run_shared(
         &self,
         config: &ModelConfig,
         input: &StepInput<'_>,
         cache: &mut KvCache,
         logits: &mut Vec<f32>,
         all_positions: bool,
+        hidden: Option<&mut Vec<f32>>,
     ) -> Result<()> {
         let graph = self;
         let context = || format!("running {}", graph.path.display());
@@ -283,7 +284,15 @@ impl Graph {
         binding
             .bind_output_to_device("logits", &cpu)
             .map_err(ort_err)?;
+        if hidden.is_some() {
+            binding
+                .bind_output_to_device(LAST_HIDDEN_STATE, &cpu)
+                .map_err(ort_err)?;
+        }
         let outputs = session.run_binding(&binding).map_err(ort_err)?;
+        if let Some(hidden) = hidden {
+            *hidden = read_hidden(config, &outputs, input, &context)?;
+        }
         read_logits(
             config.vocab_size,
             &outputs,
@@ -295,6 +304,32 @@ impl Graph {
         shared.len = past_len + seq;
         Ok(())
     }
+}
+
+/// `last_hidden_state` (`[batch, seq, n_embd]`) out of a run's outputs, its shape checked.
+pub(crate) fn read_hidden(
+    config: &ModelConfig,
+    outputs: &ort::session::SessionOutputs<'_>,
+    input: &StepInput<'_>,
+    context: &dyn Fn() -> String,
+) -> Result<Vec<f32>> {
+    let value = outputs
+        .get(LAST_HIDDEN_STATE)
+        .ok_or_else(|| Error::UnexpectedOutput {
+            tensor: LAST_HIDDEN_STATE.to_string(),
+            message: "missing from the run's outputs".to_string(),
+        })?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| Error::ort(context(), e))?;
+    let expected = [input.batch as i64, input.seq as i64, config.n_embd as i64];
+    if shape[..] != expected {
+        return Err(Error::UnexpectedOutput {
+            tensor: LAST_HIDDEN_STATE.to_string(),
+            message: format!("shape {shape:?}, expected {expected:?}"),
+        });
+    }
+    Ok(data.to_vec())
 }
 
 /// Copy the logits a step needs out of its outputs: the last position of each row, or every
