@@ -1485,7 +1485,8 @@ gptrt_status_t gptrt_task_head_call(const gptrt_task_head_t *head,
 // `gptrt_task_head_call`, with the text the task head writes as it works passed to `callback`
 // (with `user_data`) on the calling thread before the call returns: `plugins/dialogue` writes its
 // reply piece by piece, so a host shows it as it is made; other task heads may write nothing. A
-// NULL callback is `gptrt_task_head_call`.
+// NULL callback is `gptrt_task_head_call`. The callback must not call the same instance again
+// (`GPTRT_ERROR_BUSY`); other instances and other gptrt calls are fine.
 //
 // [thread-safe; calls on one instance run one at a time, on the calling thread]
 //

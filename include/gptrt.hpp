@@ -711,10 +711,11 @@ public:
     // passed to `on_text(std::string_view) -> bool`; return false to ask it to stop early.
     template <typename F, typename = std::enable_if_t<std::is_invocable_r_v<bool, F &, std::string_view>>>
     std::string run(const std::string &input_json, F &&on_text) const {
-        TextState<F> state{&on_text, nullptr};
+        using Fn = std::remove_reference_t<F>; // F is L& for a named callable
+        TextState<Fn> state{&on_text, nullptr};
         char *output = nullptr;
         gptrt_status_t status = gptrt_task_head_call_streaming(
-            handle_.get(), detail::c_str(input_json, "input_json"), &TaskHead::text_trampoline<F>, &state, &output);
+            handle_.get(), detail::c_str(input_json, "input_json"), &TaskHead::text_trampoline<Fn>, &state, &output);
         if (state.error) {
             if (status == GPTRT_OK) {
                 gptrt_string_free(output);

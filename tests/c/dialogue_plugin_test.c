@@ -20,16 +20,24 @@
         }                                                                                  \
     } while (0)
 
-/* Collects the text a call streams; stops the call after `stop_after` pieces (0: never). */
+/* Collects the text a call streams; stops the call after `stop_after` pieces (0: never). With
+ * `reenter`, the first piece also calls that instance again, which must be refused as busy. */
 struct stream {
     char text[4096];
     size_t len;
     int pieces;
     int stop_after;
+    gptrt_task_head_t *reenter;
+    gptrt_status_t reentered;
 };
 
 static bool on_text(void *user_data, const char *text, size_t len) {
     struct stream *stream = user_data;
+    if (stream->reenter != NULL && stream->pieces == 0) {
+        char *nested = NULL;
+        stream->reentered = gptrt_task_head_call(stream->reenter, "{\"say\": \"nested\"}", &nested);
+        if (stream->reentered == GPTRT_OK) gptrt_string_free(nested);
+    }
     if (text[len] != '\0' || stream->len + len >= sizeof stream->text) return false;
     memcpy(stream->text + stream->len, text, len + 1);
     stream->len += len;
@@ -106,10 +114,11 @@ int main(int argc, char **argv) {
     gptrt_string_free(output);
 
     /* The reply streams as it is made; a callback that returns false stops it. */
-    struct stream whole = {.stop_after = 0}, cut = {.stop_after = 1};
+    struct stream whole = {.stop_after = 0, .reenter = second}, cut = {.stop_after = 1};
     CHECK(gptrt_task_head_call_streaming(second, "{\"say\": \"four\"}", on_text, &whole, &output));
     printf("streamed4: %s\n", output);
     print_stream("pieces4", &whole);
+    printf("reentered: %s\n", gptrt_status_name(whole.reentered));
     gptrt_string_free(output);
     CHECK(gptrt_task_head_call_streaming(second, "{\"say\": \"five\"}", on_text, &cut, &output));
     printf("streamed5: %s\n", output);

@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
             restored.restore(saved);
             check(false, "a damaged state was accepted");
         } catch (const gptrt::Error &error) {
-            check(error.status() == GPTRT_ERROR_INVALID_ARGUMENT, std::string("damaged: ") + error.what());
+            check(error.status() == GPTRT_ERROR_SAVED_STATE, std::string("damaged: ") + error.what());
         }
         size_t before = restored.context_counts().length;
         restored.rewind(persona_tokens);

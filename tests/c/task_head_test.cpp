@@ -42,11 +42,12 @@ int main(int argc, char **argv) {
     gptrt::TaskHead npc(host, model, "org.gptrt.dialogue", R"({"persona": "Hi.", "max_new_tokens": 8, "do_sample": false})");
     std::string streamed;
     calls = 0;
-    std::string reply = npc.run(R"({"say": "hello"})", [&](std::string_view text) {
+    auto collect = [&](std::string_view text) {
         streamed += text;
         calls++;
         return true;
-    });
+    };
+    std::string reply = npc.run(R"({"say": "hello"})", collect); // a named callable, by reference
     std::cout << "dialogue: " << reply << "\n";
     std::cout << "dialogue-pieces: " << calls << "\n";
     std::cout << "dialogue-streamed-length: " << streamed.size() << "\n";

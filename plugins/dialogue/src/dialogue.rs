@@ -6,7 +6,7 @@
 //! over the `org.gptrt.sessions` capability; the overflow rule itself is shared
 //! ([`TurnWindow`]).
 
-use gptrt_plugin_api::{Host, HostSession, TurnWindow};
+use gptrt_plugin_api::{Host, HostSession, OutputStream, TurnWindow};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -42,6 +42,8 @@ struct Meta {
 pub struct Dialogue {
     host: Host,
     session: HostSession,
+    /// The run's caller, who gets the reply as it is made.
+    output: Option<OutputStream>,
     window: usize,
     max_new_tokens: usize,
     overflow_keep: f64,
@@ -60,6 +62,7 @@ impl Dialogue {
         }
         let mut dialogue = Dialogue {
             session: sessions.create()?,
+            output: host.output(),
             window: sessions.context_window(),
             max_new_tokens: settings.max_new_tokens,
             overflow_keep: settings.overflow_keep,
@@ -92,11 +95,12 @@ impl Dialogue {
             ));
         }
         self.session.set_tokens(&persona)?;
-        // The persona runs now, so the first turn (and its time to first token) is only its own.
-        self.session.prefill()?;
         self.meta.persona_tokens = persona.len();
         self.meta.turn_starts.clear();
         self.meta.turns = 0;
+        // The persona runs now, so the first turn (and its time to first token) is only its own;
+        // the dialogue above already matches the session if this fails.
+        self.session.prefill()?;
         Ok(json!({ "context_tokens": persona.len() }))
     }
 
@@ -174,8 +178,9 @@ impl Dialogue {
         let config = self.turn_config();
         // The reply goes to the run's caller as it is made (capability org.gptrt.output); the
         // caller may stop it early.
-        let host = self.host;
-        let report = match session.generate_turn(Some(&config), &mut |text| host.write_text(text)) {
+        let output = self.output;
+        let mut to_caller = |text: &str| output.is_none_or(|stream| stream.write_text(text));
+        let report = match session.generate_turn(Some(&config), &mut to_caller) {
             Ok(report) => report,
             Err(error) => {
                 // Back to before the turn: the dialogue stays as it was (less dropped turns).

@@ -3,9 +3,10 @@
 //! `gptrt_task_head_run`.
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
-use crate::error::{boundary, gptrt_status_t, Failure};
+use crate::error::{boundary, gptrt_status_t, Failure, GPTRT_ERROR_BUSY};
 use crate::ffi::{check_out, read_str, write_out};
 use crate::handles;
 
@@ -15,7 +16,21 @@ pub struct gptrt_task_head_t(());
 
 /// The object behind a `gptrt_task_head_t`: the instance runs one call at a time (calls from
 /// several threads wait for each other).
-pub(crate) type TaskHeadObject = Mutex<gptrt::TaskHead>;
+pub(crate) struct TaskHeadObject {
+    head: Mutex<gptrt::TaskHead>,
+    /// The thread inside a call, so that a streaming callback calling the same instance again
+    /// gets `GPTRT_ERROR_BUSY` instead of waiting for itself forever.
+    running_on: Mutex<Option<ThreadId>>,
+}
+
+/// Marks the calling thread as inside a call until dropped.
+struct Running<'a>(&'a Mutex<Option<ThreadId>>);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
 
 /// Make an instance of task-head plugin `id` (loaded into `host`) over `model`, configured by
 /// `config_json` (NULL: the plugin's defaults). On success `*out_head` receives a new handle to
@@ -47,7 +62,10 @@ pub unsafe extern "C" fn gptrt_task_head_new(
             Some(unsafe { read_str(config_json, "config_json") }?)
         };
         let head = host.lock().task_head(id, config, model)?;
-        let handle = handles::insert::<gptrt_task_head_t>(Arc::new(Mutex::new(head)));
+        let handle = handles::insert::<gptrt_task_head_t>(Arc::new(TaskHeadObject {
+            head: Mutex::new(head),
+            running_on: Mutex::new(None),
+        }));
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_head, handle) };
         Ok(())
@@ -83,7 +101,8 @@ pub type gptrt_text_callback_t =
 /// `gptrt_task_head_call`, with the text the task head writes as it works passed to `callback`
 /// (with `user_data`) on the calling thread before the call returns: `plugins/dialogue` writes its
 /// reply piece by piece, so a host shows it as it is made; other task heads may write nothing. A
-/// NULL callback is `gptrt_task_head_call`.
+/// NULL callback is `gptrt_task_head_call`. The callback must not call the same instance again
+/// (`GPTRT_ERROR_BUSY`); other instances and other gptrt calls are fine.
 ///
 /// [thread-safe; calls on one instance run one at a time, on the calling thread]
 ///
@@ -124,14 +143,28 @@ unsafe fn call(
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<(), Failure> {
     check_out(out_json, "out_json")?;
-    let head = handles::get(head, "head")?;
+    let object = handles::get(head, "head")?;
     // SAFETY: caller contract.
     let input = unsafe { read_str(input_json, "input_json") }?;
+    let this_thread = std::thread::current().id();
+    let running_on = || {
+        object
+            .running_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    if *running_on() == Some(this_thread) {
+        return Err(Failure::new(
+            GPTRT_ERROR_BUSY,
+            "the task head is running a call on this thread: its streaming callback cannot call \
+             it again (call it after gptrt_task_head_call_streaming returns)",
+        ));
+    }
     // A plugin panic is caught inside `run`: the instance is intact after a poisoned lock.
-    let output = head
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .run_streaming(input, on_text)?;
+    let mut head = object.head.lock().unwrap_or_else(PoisonError::into_inner);
+    *running_on() = Some(this_thread);
+    let _running = Running(&object.running_on);
+    let output = head.run_streaming(input, on_text)?;
     let text = CString::new(output)
         .map_err(|_| Failure::invalid("the task head's output contains NUL"))?;
     // SAFETY: checked non-NULL above; released by gptrt_string_free.

@@ -58,6 +58,8 @@ fn the_dialogue_task_head_keeps_and_restores_its_dialogue_from_c() {
     let (count, text) = pieces("pieces4");
     assert!(count > 1, "{stdout}");
     assert_eq!(text.trim_end(), json("streamed4")["reply"], "{stdout}");
+    // Its callback calling the same instance again is refused, and the reply goes on.
+    assert_eq!(line("reentered"), "GPTRT_ERROR_BUSY", "{stdout}");
     let (count, text) = pieces("pieces5");
     assert_eq!(count, 1, "{stdout}");
     assert_eq!(text.trim_end(), json("streamed5")["reply"], "{stdout}");

@@ -159,34 +159,6 @@ impl Host {
         Ok(out)
     }
 
-    /// Pass `text` to the caller of the `run` under way (capability `org.gptrt.output`): `true`
-    /// to go on, `false` when the caller asks the run to stop early. Without the capability (an
-    /// older host) the text is dropped and the run goes on.
-    pub fn write_text(&self, text: &str) -> bool {
-        let Some(get) = self.api.get_capability else {
-            return true;
-        };
-        let Ok(id) = CString::new(GPTRT_CAPABILITY_OUTPUT) else {
-            return true;
-        };
-        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
-        let table = unsafe { get(self.api.host_data, id.as_ptr()) }.cast::<GptrtOutput>();
-        if table.is_null() {
-            return true;
-        }
-        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
-        let size = unsafe { table.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<GptrtOutput>() {
-            return true;
-        }
-        // SAFETY: as above, now known to be whole.
-        let Some(write) = (unsafe { table.read_unaligned() }).write_text else {
-            return true;
-        };
-        // SAFETY: the capability's contract: `len` bytes at `text`, alive for the call.
-        unsafe { write(self.api.host_data, text.as_ptr().cast(), text.len()) == 0 }
-    }
-
     /// The model's token byte table (capability `org.gptrt.token_bytes`), when the host offers it.
     pub fn token_bytes(&self) -> Option<TokenBytes<'_>> {
         let get = self.api.get_capability?;

@@ -25,6 +25,7 @@ mod authoring;
 mod generate;
 mod hidden;
 mod host;
+mod output;
 pub mod qa;
 mod sessions;
 mod turns;
@@ -33,6 +34,7 @@ pub use abi::*;
 pub use authoring::{CandidatesMut, Context, SamplerPlugin, TaskHeadPlugin};
 pub use hidden::{HiddenStates, Pooling};
 pub use host::{Host, TokenBytes};
+pub use output::OutputStream;
 pub use sessions::{HostSession, Sessions};
 pub use turns::{TurnWindow, DEFAULT_OVERFLOW_KEEP};
 

@@ -7,7 +7,17 @@ pub const QA_TEMPLATE: &str = "{context}\nQuestion: {question}\nAnswer:";
 /// [`QA_TEMPLATE`] filled in. The context and question are placed as they are, so text in them
 /// that looks like a placeholder stays as written.
 pub fn qa_prompt(context: &str, question: &str) -> String {
-    format!("{}\nQuestion: {}\nAnswer:", context.trim(), question.trim())
+    // Split once around each placeholder: replacing them one after the other would also replace
+    // a `{question}` that the context brought in.
+    let (before, rest) = QA_TEMPLATE
+        .split_once("{context}")
+        .unwrap_or((QA_TEMPLATE, ""));
+    let (between, after) = rest.split_once("{question}").unwrap_or((rest, ""));
+    format!(
+        "{before}{}{between}{}{after}",
+        context.trim(),
+        question.trim()
+    )
 }
 
 /// Byte ranges of every run of 1..=`max_words` whitespace-separated words of `text`, plus each

@@ -37,7 +37,12 @@ impl Host {
             return None;
         }
         let mut whole = std::mem::MaybeUninit::<GptrtSessions>::zeroed();
-        let known = size.min(std::mem::size_of::<GptrtSessions>());
+        // Whole slots only: a size between two slots must not copy half a pointer.
+        let known = if size >= std::mem::size_of::<GptrtSessions>() {
+            std::mem::size_of::<GptrtSessions>()
+        } else {
+            std::mem::offset_of!(GptrtSessions, prefill)
+        };
         // SAFETY: the host's table holds `size` bytes; only the first `known` are copied, and the
         // slots left zeroed are `None` (every field is a size or an optional function pointer).
         let table = unsafe {

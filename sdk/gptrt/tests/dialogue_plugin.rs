@@ -376,4 +376,22 @@ fn a_reply_streams_to_the_caller_as_it_is_made_and_the_caller_can_stop_it() {
     assert_eq!(out["turn"], 2, "{out}");
     assert_eq!(out["stop_reason"], "callback", "{out}");
     assert_eq!(run(&mut head, json!({"say": "still there?"}))["turn"], 3);
+
+    // A panic in the callback stops the reply, reaches the caller once the plugin has returned,
+    // and leaves the instance usable, still streaming.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        head.run_streaming(&json!({"say": "boom"}).to_string(), &mut |_| {
+            panic!("from the callback")
+        })
+    }));
+    let message = panicked.unwrap_err();
+    assert_eq!(message.downcast_ref::<&str>(), Some(&"from the callback"));
+    let mut after = 0;
+    let out = head
+        .run_streaming(&json!({"say": "and now?"}).to_string(), &mut |_| {
+            after += 1;
+            true
+        })
+        .unwrap();
+    assert!(after > 0, "{out}");
 }

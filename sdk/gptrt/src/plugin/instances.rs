@@ -273,14 +273,23 @@ impl TaskHead {
     }
 
     /// [`TaskHead::run`], with the text the plugin writes as it works (capability
-    /// `org.gptrt.output`: a dialogue's reply, piece by piece) passed to `on_text`; `on_text`
-    /// returns `false` to ask the plugin to stop early (it still returns its result).
+    /// `org.gptrt.output`: a dialogue's reply, piece by piece) passed to `on_text` on this
+    /// thread; `on_text` returns `false` to ask the plugin to stop early (it still returns its
+    /// result). A panic in `on_text` stops the run and resumes once the plugin has returned.
     pub fn run_streaming(
         &mut self,
         input_json: &str,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String> {
-        let _attached = self.host.context.output.attach(on_text);
+        let attached = self.host.context.output.attach(on_text);
+        let result = self.run_attached(input_json);
+        if let Some(panic) = attached.detach() {
+            std::panic::resume_unwind(panic);
+        }
+        result
+    }
+
+    fn run_attached(&self, input_json: &str) -> Result<String> {
         let label = self.plugin.label();
         let run = self
             .vtable
