@@ -17,8 +17,12 @@ const STEPS: usize = 3;
 
 /// The host side: GPT-2's token byte table and the fixture's config.
 struct FakeHost {
+    // Read through `table` only: kept here so its pointers stay valid.
+    #[allow(dead_code)]
     offsets: Vec<usize>,
+    #[allow(dead_code)]
     bytes: Vec<u8>,
+    #[allow(dead_code)]
     special: Vec<u8>,
     table: GptrtTokenBytes,
     config: CString,
