@@ -3,8 +3,8 @@
 //! llguidance compiles a Lark rule's references and a JSON Schema's `$ref`s by recursion, one
 //! nested call (a few KB of stack) per link of a chain: a config of a few tens of KB whose rules
 //! each name the next (`a: b`, `b: c`, ...) overflowed the calling thread's stack, and a stack
-//! overflow kills the whole host process (the fuzz target `grammar_config` found it; a host's
-//! worker thread has 2 MB). The config's size is bounded, so the deepest chain is too, and the
+//! overflow kills the whole host process (hand-written hostile configs run through the fuzz target
+//! `grammar_config` found it; a host's worker thread has 2 MB). The config's size is bounded, so the deepest chain is too, and the
 //! compile runs where that chain fits. The stack is only reserved address space: a config uses
 //! the pages its chain reaches.
 
