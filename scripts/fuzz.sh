@@ -44,7 +44,8 @@ for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 (cd fuzz && cargo build --quiet --release --locked --target "$triple" "${bins[@]}")
 echo "   built in $(($(date +%s) - start)) s"
 
-# The ONNX Runtime library is not needed: no target opens a graph.
+# Only saved_session opens a graph (the tiny fixture, once per process): it finds ONNX Runtime in
+# .ort/, where scripts/setup.sh above put it.
 failed=()
 for t in "${targets[@]}"; do
   work=target/fuzz/corpus/$t

@@ -2,11 +2,16 @@
 # The C API's checks beyond cargo's own: the committed include/gptrt.h equals what cbindgen (pinned)
 # makes of sdk/gptrt-capi; the examples build with the README's compile lines (C dynamic and static,
 # C++, the game loop) and run; the C and C++ test programs pass (cargo test -p gptrt-capi: tests c_api and plugins_and_models);
-# and valgrind finds no leak and no invalid access in the C example, the game loop and the C test
-# program. Installs gcc, g++ and valgrind with apt-get when they are missing.
+# and valgrind finds no leak and no invalid access in the C example, the game loop, the C test
+# programs and the fault-injection program (damaged model folders, one process). Installs gcc, g++
+# and valgrind with apt-get when they are missing.
 #
 #   scripts/test-c.sh                      everything
 #   scripts/test-c.sh --after-cargo-test   skip the cargo test step (scripts/test.sh ran it already)
+#
+# GPTRT_FAULTS_VALGRIND=all runs every damaged folder under valgrind (about 15 minutes on 2 cores:
+# a folder that reaches ONNX Runtime takes ~30 s there); the default runs 10, one or two of each
+# kind of refusal (loading and generating from a folder that loads is what the other programs do).
 #
 # GPTRT_C_PROFILE=release checks the release build instead of the debug one.
 set -euo pipefail
@@ -53,6 +58,7 @@ $C examples/game-loop/game_loop.c -o "$OUT/game_loop" $DYNAMIC
 $C examples/game-loop/npc_actions.c -o "$OUT/npc_actions" $DYNAMIC
 $C -pthread tests/c/capi_test.c -o "$OUT/capi_test" $DYNAMIC
 $C tests/c/dialogue_test.c -o "$OUT/dialogue_test" $DYNAMIC
+$C tests/c/fault_injection.c -o "$OUT/fault_injection" $DYNAMIC
 { set +x; } 2>/dev/null
 
 MODEL=models/fixtures/tiny-random-gpt2/single
@@ -103,4 +109,22 @@ run_valgrind "examples/c/generate.c" "$OUT/generate" "$MODEL" "Hello world" 8
 run_valgrind "examples/game-loop/game_loop.c" "$OUT/game_loop" "$MODEL" 1 8
 run_valgrind "tests/c/capi_test.c" "$OUT/capi_test" "$MODEL" 4 "Hello world"
 run_valgrind "tests/c/dialogue_test.c" "$OUT/dialogue_test" "$MODEL" quick
+
+# The damaged folders of tests/faults/damage.rs (made by a tool test of the C API's fault suite),
+# loaded in one process under valgrind: each refusal and each acceptance frees what it made.
+faults=$(mktemp -d)
+GPTRT_FAULTS_DIR=$faults cargo test --quiet -p gptrt-capi --test faults -- --ignored \
+  make_damaged_folders_for_valgrind >/dev/null
+quick='^(missing-config|config-layers-string|config-vocab-2pow40|genconfig-garbage|tokenizer-truncated|tokenizer-deep-decoder|graph-text|graph-past-head-dim-9|config-fifo|tokenizer-dev-zero)$'
+if [ "${GPTRT_FAULTS_VALGRIND:-}" = all ]; then
+  mapfile -t dirs < <(cut -f2 "$faults/LIST")
+else
+  mapfile -t dirs < <(awk -F'\t' -v quick="$quick" '$1 ~ quick { print $2 }' "$faults/LIST")
+fi
+total=$(wc -l <"$faults/LIST")
+start=$(date +%s)
+run_valgrind "tests/c/fault_injection.c (${#dirs[@]} of $total damaged folders)" \
+  "$OUT/fault_injection" "${dirs[@]}"
+echo "   ($(($(date +%s) - start)) s)"
+chmod -R u+rwX "$faults" && rm -rf "$faults"
 echo "test-c: all C API checks passed"

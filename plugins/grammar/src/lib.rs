@@ -14,7 +14,10 @@
 //! be finished; where the grammar may end or go on, the model may end it with its end token (stop
 //! reason `eos`). A schema or grammar llguidance rejects fails `create`, before generation.
 
+mod compile;
 mod tokens;
+
+pub use compile::{COMPILE_STACK_BYTES, MAX_CONFIG_BYTES};
 
 use std::ffi::CStr;
 
@@ -175,11 +178,8 @@ impl SamplerPlugin for Grammar {
         if config_json.trim().is_empty() {
             return Err("needs a config: {\"json_schema\": {...}}, {\"regex\": \"...\"} or {\"grammar\": \"...\"}".to_string());
         }
-        let grammar = grammar_of(config_json)?;
         let (factory, eos) = tokens::factory(&host)?;
-        let parser = factory
-            .create_parser(grammar)
-            .map_err(|e| format!("the {} is invalid: {e}", kind_of(config_json)))?;
+        let parser = compile::parser(factory, config_json, kind_of(config_json))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
             return Err(format!("the {} is invalid: {error}", kind_of(config_json)));

@@ -105,3 +105,20 @@ fn one_process_survives_every_damaged_model_folder() {
         problems.join("\n")
     );
 }
+
+/// Not a check of its own: makes the damaged folders under `$GPTRT_FAULTS_DIR` and lists them in
+/// `$GPTRT_FAULTS_DIR/LIST` (`name<TAB>folder`, one a line), for `scripts/test-c.sh` to run
+/// `tests/c/fault_injection.c` on them under valgrind. The folders stay; the script removes them.
+#[test]
+#[ignore = "a tool for scripts/test-c.sh (GPTRT_FAULTS_DIR)"]
+fn make_damaged_folders_for_valgrind() {
+    let root = std::path::PathBuf::from(
+        std::env::var_os("GPTRT_FAULTS_DIR").expect("GPTRT_FAULTS_DIR names the folder to fill"),
+    );
+    let cases = damage::make_all(&root.join("cases"));
+    let list: String = cases
+        .iter()
+        .map(|c| format!("{}\t{}\n", c.name, c.dir.display()))
+        .collect();
+    std::fs::write(root.join("LIST"), list).unwrap();
+}
