@@ -1,8 +1,6 @@
 //! Capability `org.gptrt.hidden_states` for Rust plugins: pooled final hidden states of token
 //! sequences ([`Host::hidden_states`]).
 
-use std::ffi::CString;
-
 use crate::*;
 
 /// How a sequence's hidden states become one vector.
@@ -26,20 +24,13 @@ impl Host {
     /// host offers them: `None` from an older host, without a model, or when the model's graph
     /// has no `last_hidden_state` output (`models/add_hidden_states.py` adds it).
     pub fn hidden_states(&self) -> Option<HiddenStates> {
-        let get = self.raw().get_capability?;
-        let id = CString::new(GPTRT_CAPABILITY_HIDDEN_STATES).ok()?;
-        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
-        let table = unsafe { get(self.raw().host_data, id.as_ptr()) }.cast::<GptrtHiddenStates>();
-        if table.is_null() {
-            return None;
-        }
-        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
-        let size = unsafe { table.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<GptrtHiddenStates>() {
-            return None;
-        }
-        // SAFETY: as above, now known to be whole.
-        let table = unsafe { table.read_unaligned() };
+        // SAFETY: the capability's table type.
+        let table: GptrtHiddenStates = unsafe {
+            self.capability(
+                GPTRT_CAPABILITY_HIDDEN_STATES,
+                std::mem::size_of::<GptrtHiddenStates>(),
+            )
+        }?;
         table.features?;
         Some(HiddenStates { host: *self, table })
     }

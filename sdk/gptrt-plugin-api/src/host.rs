@@ -123,6 +123,37 @@ impl Host {
         &self.api
     }
 
+    /// The host's table for capability `id`, copied out: `None` when the host does not offer it
+    /// or its `struct_size` is under `required` bytes. Slots past the host's `struct_size` (added
+    /// by a later minor version) read as zero, so as `None`; only whole slots are copied.
+    ///
+    /// # Safety
+    /// `T` is the capability's `#[repr(C)]` table: a `struct_size` first, then sizes, raw pointers
+    /// and optional function pointers only (every field valid when zeroed), with no padding.
+    pub(crate) unsafe fn capability<T: Copy>(&self, id: &str, required: usize) -> Option<T> {
+        let get = self.api.get_capability?;
+        let id = CString::new(id).ok()?;
+        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
+        let table = unsafe { get(self.api.host_data, id.as_ptr()) }.cast::<u8>();
+        if table.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
+        let size = unsafe { table.cast::<usize>().read_unaligned() };
+        let whole = std::mem::size_of::<T>();
+        if size < required {
+            return None;
+        }
+        let known = if size >= whole { whole } else { required };
+        let mut out = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: the host's table holds `size >= known` bytes; the rest stays zeroed, which is
+        // valid for `T` by this function's contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(table, out.as_mut_ptr().cast::<u8>(), known);
+            Some(out.assume_init())
+        }
+    }
+
     /// The log-likelihood of each continuation after `context`, the context run once (ABI 1.1);
     /// on a 1.0 host, [`Host::score`] for each.
     pub fn score_continuations(
@@ -161,20 +192,13 @@ impl Host {
 
     /// The model's token byte table (capability `org.gptrt.token_bytes`), when the host offers it.
     pub fn token_bytes(&self) -> Option<TokenBytes<'_>> {
-        let get = self.api.get_capability?;
-        let id = CString::new(GPTRT_CAPABILITY_TOKEN_BYTES).ok()?;
-        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
-        let table = unsafe { get(self.api.host_data, id.as_ptr()) }.cast::<GptrtTokenBytes>();
-        if table.is_null() {
-            return None;
-        }
-        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
-        let size = unsafe { table.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<GptrtTokenBytes>() {
-            return None;
-        }
-        // SAFETY: as above, now known to be whole.
-        let table = unsafe { table.read_unaligned() };
+        // SAFETY: the capability's table type.
+        let table: GptrtTokenBytes = unsafe {
+            self.capability(
+                GPTRT_CAPABILITY_TOKEN_BYTES,
+                std::mem::size_of::<GptrtTokenBytes>(),
+            )
+        }?;
         let n = table.vocab_size;
         if table.offsets.is_null() || table.bytes.is_null() || table.special.is_null() {
             return None;

@@ -1,7 +1,7 @@
 //! Capability `org.gptrt.output` for Rust plugins: text written during `run` reaches that run's
 //! caller as it is made ([`Host::output`]).
 
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 
 use crate::*;
 
@@ -21,20 +21,10 @@ impl Host {
     /// The output stream of the `run` under way (capability `org.gptrt.output`, ABI 1.2): `None`
     /// from an older host, whose callers then get only the run's result.
     pub fn output(&self) -> Option<OutputStream> {
-        let get = self.raw().get_capability?;
-        let id = CString::new(GPTRT_CAPABILITY_OUTPUT).ok()?;
-        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
-        let table = unsafe { get(self.raw().host_data, id.as_ptr()) }.cast::<GptrtOutput>();
-        if table.is_null() {
-            return None;
-        }
-        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
-        let size = unsafe { table.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<GptrtOutput>() {
-            return None;
-        }
-        // SAFETY: as above, now known to be whole.
-        let table = unsafe { table.read_unaligned() };
+        // SAFETY: the capability's table type.
+        let table: GptrtOutput = unsafe {
+            self.capability(GPTRT_CAPABILITY_OUTPUT, std::mem::size_of::<GptrtOutput>())
+        }?;
         Some(OutputStream {
             host_data: self.raw().host_data,
             write: table.write_text?,

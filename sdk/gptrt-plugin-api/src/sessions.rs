@@ -23,36 +23,14 @@ impl Host {
     /// Dialogue sessions over the model (capability `org.gptrt.sessions`, ABI 1.2), when the host
     /// offers them: `None` from an older host or without a model.
     pub fn sessions(&self) -> Option<Sessions> {
-        let get = self.raw().get_capability?;
-        let id = CString::new(GPTRT_CAPABILITY_SESSIONS).ok()?;
-        // SAFETY: a NUL-terminated id; the host returns NULL or a table valid for its life.
-        let table = unsafe { get(self.raw().host_data, id.as_ptr()) }.cast::<GptrtSessions>();
-        if table.is_null() {
-            return None;
-        }
-        // SAFETY: non-NULL: a host table, whose size is read alone before the rest.
-        let size = unsafe { table.cast::<usize>().read_unaligned() };
         // Slots after `last_error` came later: a table that ends before them lacks only those.
-        if size < std::mem::offset_of!(GptrtSessions, prefill) {
-            return None;
-        }
-        let mut whole = std::mem::MaybeUninit::<GptrtSessions>::zeroed();
-        // Whole slots only: a size between two slots must not copy half a pointer.
-        let known = if size >= std::mem::size_of::<GptrtSessions>() {
-            std::mem::size_of::<GptrtSessions>()
-        } else {
-            std::mem::offset_of!(GptrtSessions, prefill)
-        };
-        // SAFETY: the host's table holds `size` bytes; only the first `known` are copied, and the
-        // slots left zeroed are `None` (every field is a size or an optional function pointer).
-        let table = unsafe {
-            std::ptr::copy_nonoverlapping(
-                table.cast::<u8>(),
-                whole.as_mut_ptr().cast::<u8>(),
-                known,
-            );
-            whole.assume_init()
-        };
+        // SAFETY: the capability's table type.
+        let table: GptrtSessions = unsafe {
+            self.capability(
+                GPTRT_CAPABILITY_SESSIONS,
+                std::mem::offset_of!(GptrtSessions, prefill),
+            )
+        }?;
         Some(Sessions { host: *self, table })
     }
 }

@@ -291,3 +291,32 @@ fn short_batched_turns_that_end_while_aligning_equal_one_pass() {
         }
     }
 }
+
+/// A turn that resumes a kept cache and a new prompt reaching an idle batcher together: the turn
+/// makes the batch, and the prompt must wait for its first pass rather than fail (the stress test
+/// found "a resumed sequence cannot join a batch before its first pass").
+#[test]
+fn a_new_prompt_queued_with_a_resumed_turn_waits_for_the_batch_to_start() {
+    let model = Arc::new(load("single"));
+    let batcher = Batcher::new(model.clone()).unwrap();
+    let npc = Session::new_batched(&batcher);
+    let plain = Session::new_batched(&batcher);
+    npc.append_text(TURNS[0]).unwrap();
+    npc.prefill().unwrap();
+    let expected = one_shot(
+        &model,
+        &model.tokenizer().encode("Hello").unwrap(),
+        &greedy(4),
+    );
+    for round in 0..20 {
+        npc.append_text(&format!(" and {round}")).unwrap();
+        npc.start_turn(&greedy(4)).unwrap();
+        plain.start("Hello", &greedy(4)).unwrap();
+        npc.wait()
+            .unwrap_or_else(|e| panic!("round {round}, turn: {e}"));
+        plain
+            .wait()
+            .unwrap_or_else(|e| panic!("round {round}, prompt: {e}"));
+        assert_eq!(plain.result().unwrap().token_ids, expected, "round {round}");
+    }
+}

@@ -56,9 +56,12 @@ pub(super) fn batcher_main(model: Arc<Model>, inner: Arc<Inner>) {
         let mut stats = *lock(&inner.stats);
         let mut deferred = Vec::new();
         for job in jobs {
-            // A resumed sequence joins a batch that has had its first pass (its own pass then
-            // runs alone): one made in this very round waits for the next.
-            if job.turn.is_some() && generator.as_ref().is_some_and(|g| !g.is_started()) {
+            // A batch made in this very round takes only new prompts before its first pass (and
+            // none if a resumed turn made it): the others wait for the next round.
+            if generator
+                .as_ref()
+                .is_some_and(|g| !g.can_join(job.turn.is_some()))
+            {
                 deferred.push(job);
                 continue;
             }

@@ -424,17 +424,17 @@ impl<'m> Generator<'m> {
         prepare(&mut joining)?;
         let id = self.next_id;
         self.next_id += 1;
-        if !self.started && joining.resumed == 0 && self.resumed == 0 {
-            let mut row = joining.rows.remove(0);
-            row.id = id;
-            self.rows.push(row);
-            return Ok(id);
-        }
-        if !self.started {
+        if !self.can_join(joining.resumed > 0) {
             return Err(Error::Internal {
                 context: "continuous batching",
                 message: "a resumed sequence cannot join a batch before its first pass".to_string(),
             });
+        }
+        if !self.started {
+            let mut row = joining.rows.remove(0);
+            row.id = id;
+            self.rows.push(row);
+            return Ok(id);
         }
         // Run the newcomer's prompt alone; its first token comes from that pass.
         joining.rows[0].id = id;

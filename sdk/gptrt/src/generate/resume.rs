@@ -94,9 +94,11 @@ impl<'m> Generator<'m> {
             .any(|row| row.id == id && row.stop.is_some())
     }
 
-    /// Whether the first forward pass has run.
-    pub(crate) fn is_started(&self) -> bool {
-        self.started
+    /// Whether a sequence (`resumed`: one that continues a kept cache) may join now: after the
+    /// batch's first pass any may (its own pass runs alone); before it, only a new prompt joins a
+    /// batch of new prompts (their prompts then share that first pass).
+    pub(crate) fn can_join(&self, resumed: bool) -> bool {
+        self.started || (!resumed && self.resumed == 0)
     }
 
     /// A stopped row's whole sequence and a copy of its cache (its own positions, without the
