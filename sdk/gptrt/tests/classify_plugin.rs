@@ -3,38 +3,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use gptrt::tasks::{LinearHead, ZeroShot, ZeroShotOptions};
 use gptrt::{Model, PluginHost, Pooling};
 use serde_json::Value;
 
-/// The plugin's cdylib, built on demand when the test run did not build it yet.
-fn library() -> PathBuf {
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = dir.join("libgptrt_plugin_classify.so");
-    if !path.exists() {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "gptrt-plugin-classify"]);
-        if dir.ends_with("release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "building the plugin");
-    }
-    path
-}
-
 fn host() -> PluginHost {
     let mut host = PluginHost::new();
-    host.load(&library()).unwrap();
+    host.load(&common::plugin_library("gptrt-plugin-classify"))
+        .unwrap();
     host
 }
 

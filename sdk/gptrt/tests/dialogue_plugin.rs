@@ -4,38 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use gptrt::{Model, PluginHost};
 use serde_json::{json, Value};
 
-/// The plugin's cdylib, (re)built for this profile: `cargo test -p gptrt` alone would not notice
-/// a change to the plugin.
-fn library() -> PathBuf {
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = dir.join("libgptrt_plugin_dialogue.so");
-    {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "gptrt-plugin-dialogue"]);
-        if dir.ends_with("release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "building the plugin");
-    }
-    path
-}
-
 fn host() -> PluginHost {
     let mut host = PluginHost::new();
-    host.load(&library()).unwrap();
+    host.load(&common::plugin_library("gptrt-plugin-dialogue"))
+        .unwrap();
     host
 }
 

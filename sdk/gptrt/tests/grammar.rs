@@ -9,7 +9,6 @@ mod common;
 mod grammar_support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use gptrt::plugin::{add_samplers, SamplerSpec};
@@ -18,27 +17,9 @@ use serde_json::{json, Value};
 
 const ID: &str = "org.gptrt.grammar";
 
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/<test binary>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// The plugin's cdylib, built on demand when the test run did not build it yet.
+/// The plugin's cdylib.
 fn grammar_library() -> PathBuf {
-    let path = target_dir().join("libgptrt_plugin_grammar.so");
-    if !path.exists() {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "gptrt-plugin-grammar"]);
-        if target_dir().ends_with("release") {
-            cargo.arg("--release");
-        }
-        assert!(
-            cargo.status().unwrap().success(),
-            "building the grammar plugin"
-        );
-    }
-    path
+    common::plugin_library("gptrt-plugin-grammar")
 }
 
 fn host() -> PluginHost {

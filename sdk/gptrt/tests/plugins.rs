@@ -4,44 +4,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use common::greedy;
 use gptrt::plugin::load_library;
 use gptrt::{Allowlist, GenerationConfig, Generator, Model, PluginHost, SamplerChain};
 
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/<test binary>
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A cdylib of this workspace, built on demand when the test run did not build it yet.
-fn cdylib(package: &str, file: &str) -> PathBuf {
-    let path = target_dir().join(file);
-    if !path.exists() {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", package]);
-        if target_dir().ends_with("release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "building {package}");
-    }
-    path
-}
-
 fn mirostat_library() -> PathBuf {
-    cdylib("gptrt-plugin-mirostat", "libgptrt_plugin_mirostat.so")
+    common::plugin_library("gptrt-plugin-mirostat")
 }
 
 fn choice_library() -> PathBuf {
-    cdylib("gptrt-plugin-choice", "libgptrt_plugin_choice.so")
+    common::plugin_library("gptrt-plugin-choice")
 }
 
 fn xtc_library() -> PathBuf {
@@ -299,10 +273,7 @@ fn misbehaving_samplers_fail_the_call_not_the_session() {
 #[test]
 fn a_panicking_rust_plugin_is_contained() {
     let model = model();
-    let library = cdylib(
-        "gptrt-test-plugin-panicking",
-        "libgptrt_test_plugin_panicking.so",
-    );
+    let library = common::plugin_library("gptrt-test-plugin-panicking");
     let mut host = PluginHost::new();
     host.load(&library).unwrap();
     let err = generate_with(&model, &host, "org.gptrt.test.panicking", None, &greedy(6))

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use gptrt::tasks::QaOptions;
@@ -10,24 +9,9 @@ use gptrt::PluginHost;
 use serde_json::{json, Value};
 
 fn host() -> PluginHost {
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = dir.join("libgptrt_plugin_qa.so");
-    if !path.exists() {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "gptrt-plugin-qa"]);
-        if dir.ends_with("release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "building the plugin");
-    }
     let mut host = PluginHost::new();
-    host.load(&path).unwrap();
+    host.load(&common::plugin_library("gptrt-plugin-qa"))
+        .unwrap();
     host
 }
 

@@ -9,6 +9,26 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A plugin crate's cdylib in this test profile's folder (target/<profile>), built by cargo first
+/// so that a change to the plugin is never tested stale (cargo does nothing when it is fresh).
+pub fn plugin_library(package: &str) -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "-p", package]);
+    if dir.ends_with("release") {
+        command.arg("--release");
+    }
+    assert!(command.status().unwrap().success(), "building {package}");
+    dir.join(format!("lib{}.so", package.replace('-', "_")))
+}
+
 pub fn fixtures() -> PathBuf {
     repo().join("models/fixtures")
 }
