@@ -4,32 +4,15 @@
 //! `gptrt_task_head_call_streaming` (and stops when the callback says so), and a bad action is
 //! refused by name.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use serde_json::Value;
 
 mod common;
 
 use common::*;
 
-fn dialogue_library() -> PathBuf {
-    let dir = profile_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut command = Command::new(cargo);
-    command
-        .args(["build", "-p", "gptrt-plugin-dialogue"])
-        .current_dir(repo());
-    if dir.file_name().is_some_and(|name| name == "release") {
-        command.arg("--release");
-    }
-    assert!(command.status().expect("cargo build").success());
-    dir.join("libgptrt_plugin_dialogue.so")
-}
-
 #[test]
 fn the_dialogue_task_head_keeps_and_restores_its_dialogue_from_c() {
-    let library = dialogue_library();
+    let library = plugin_library("gptrt-plugin-dialogue", "libgptrt_plugin_dialogue.so");
     let exe = build("tests/c/dialogue_plugin_test.c", Lang::C, Link::Dynamic);
     let model = tiny("single");
     let stdout = run_ok(&exe, &[model.to_str().unwrap(), library.to_str().unwrap()]);

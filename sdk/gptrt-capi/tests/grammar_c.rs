@@ -1,8 +1,6 @@
 //! Constrained output from C (tests/c/grammar_test.c): the grammar plugin by named options and by
 //! id at a chosen stage, and what a bad schema, kind or stage returns.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 mod common;
@@ -11,17 +9,7 @@ use common::*;
 
 #[test]
 fn constrained_output_is_reachable_from_c() {
-    let dir = profile_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut command = Command::new(cargo);
-    command
-        .args(["build", "-p", "gptrt-plugin-grammar"])
-        .current_dir(repo());
-    if dir.file_name().is_some_and(|name| name == "release") {
-        command.arg("--release");
-    }
-    assert!(command.status().expect("cargo build").success());
-    let plugin = dir.join("libgptrt_plugin_grammar.so");
+    let plugin = plugin_library("gptrt-plugin-grammar", "libgptrt_plugin_grammar.so");
     let exe = build("tests/c/grammar_test.c", Lang::C, Link::Dynamic);
     let model = repo().join("models/demo");
     let stdout = run_ok(&exe, &[model.to_str().unwrap(), plugin.to_str().unwrap()]);

@@ -10,24 +10,6 @@ mod common;
 
 use common::*;
 
-/// A workspace cdylib (a shipped plugin), built for this profile on first use.
-fn plugin_library(package: &str, file: &str) -> PathBuf {
-    let dir = profile_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut command = Command::new(cargo);
-    command.args(["build", "-p", package]).current_dir(repo());
-    if dir.file_name().is_some_and(|name| name == "release") {
-        command.arg("--release");
-    }
-    assert!(
-        command.status().expect("cargo build").success(),
-        "building {package}"
-    );
-    let path = dir.join(file);
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
-}
-
 #[test]
 fn plugins_and_task_heads_are_reachable_from_c() {
     let rust = plugin_library("gptrt-plugin-mirostat", "libgptrt_plugin_mirostat.so");

@@ -282,3 +282,22 @@ pub fn capi_test_labels(count: usize) -> [(&'static str, usize); 4] {
         ("thread", 8),
     ]
 }
+
+/// A workspace cdylib (a shipped plugin) at `file` under `target/<profile>`, built by cargo first
+/// (nothing to do when it is fresh, so a changed plugin is never tested stale).
+pub fn plugin_library(package: &str, file: &str) -> PathBuf {
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", package]).current_dir(repo());
+    if dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    assert!(
+        command.status().expect("cargo build").success(),
+        "building {package}"
+    );
+    let path = dir.join(file);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
