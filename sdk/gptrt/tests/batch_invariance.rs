@@ -11,7 +11,7 @@
 
 mod common;
 
-use gptrt::{GenerationConfig, Generator, Model};
+use gptrt::{GenerationConfig, Generator, Model, Pooling};
 
 /// Six different prompts of different lengths (1 to 21 tokens).
 const PROMPTS: [&str; 6] = [
@@ -199,4 +199,62 @@ fn the_demo_model_is_batch_invariant_and_a_dynamic_int8_graph_is_not() {
     for (layout, _) in common::LAYOUTS {
         assert!(common::load(layout).is_batch_invariant(), "{layout}");
     }
+}
+
+/// `models/quantize.py --method int8-static` (the tiny fused export with hidden states, activations
+/// quantized with constant calibrated scales into `MatMulIntegerToFloat`): a batch's rows get their
+/// solo log-probabilities bit for bit, and a text's features do not depend on the texts batched
+/// with it, while staying close to the fp32 graph's.
+#[test]
+fn a_static_int8_graph_batches_generations_and_features_exactly() {
+    let model = common::load("fused-int8-static");
+    assert!(model.is_batch_invariant(), "{}", model.batching_note());
+    assert!(model.has_hidden_states());
+    let prompts: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|p| model.tokenizer().encode(p).unwrap())
+        .collect();
+    let config = GenerationConfig {
+        max_new_tokens: Some(12),
+        min_new_tokens: Some(12),
+        logprobs: Some(4),
+        ..GenerationConfig::default()
+    };
+    let mut together = Generator::new(&model, prompts.clone(), &config).unwrap();
+    together.run(&mut |_| true).unwrap();
+    for (i, batched) in together.into_generations().iter().enumerate() {
+        let solo = model
+            .generate_ids(vec![prompts[i].clone()], &config, &mut |_| true)
+            .unwrap()
+            .remove(0);
+        assert_eq!(solo.token_ids.len(), 12);
+        assert!(
+            batched.logprobs == solo.logprobs,
+            "prompt {i}'s log-probabilities differ in a batch"
+        );
+    }
+
+    let fp32 = common::load("hidden");
+    for pooling in [Pooling::Last, Pooling::Mean] {
+        let batched = model.features(&PROMPTS, pooling).unwrap();
+        let reference = fp32.features(&PROMPTS, pooling).unwrap();
+        for (i, text) in PROMPTS.iter().enumerate() {
+            let alone = model.features(&[text], pooling).unwrap().remove(0);
+            assert!(
+                batched[i] == alone,
+                "{pooling:?}: text {i} differs in a batch"
+            );
+            let similarity = cosine(&alone, &reference[i]);
+            assert!(
+                similarity > 0.99,
+                "{pooling:?}: text {i}: cosine {similarity} to fp32"
+            );
+        }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
 }

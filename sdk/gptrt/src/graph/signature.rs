@@ -92,7 +92,8 @@ pub struct Signature {
     /// Operators of the graph or its subgraphs that compute one number over the whole batch, such
     /// as dynamic int8 quantization's `DynamicQuantizeLinear` (one activation scale for all rows):
     /// with any, a sequence batched with others can get other tokens than it gets alone. Empty for
-    /// fp32 graphs and weight-only quantized ones (`MatMulNBits`, as `models/quantize.py` writes).
+    /// fp32 graphs and for every recipe of `models/quantize.py` but `int8-dynamic` (per-row or
+    /// constant activation scales, weight-only `MatMulNBits`).
     pub batch_dependent_ops: Vec<String>,
     /// The graph returns `last_hidden_state` `[batch, sequence, n_embd]` (float32, ln_f's output at
     /// every position; `models/add_hidden_states.py` or `export_fused.py --hidden-states` add it),

@@ -114,8 +114,8 @@ impl Model {
     }
 
     /// Whether each sequence of a batch gets what it gets alone: true unless the graph has
-    /// [`Model::batch_dependent_ops`] (a dynamic int8 export; requantize it weight-only with
-    /// `models/quantize.py`).
+    /// [`Model::batch_dependent_ops`] (a dynamic int8 export; requantize the fp32 export with
+    /// `models/quantize.py`: its default per-row scales, or `--method int8-static`).
     pub fn is_batch_invariant(&self) -> bool {
         self.batch_dependent_ops().is_empty()
     }
@@ -132,7 +132,8 @@ impl Model {
             "NOT batch-invariant: {} computes one scale over all rows of a batch (dynamic int8 \
              quantization), so a sequence batched with others (several prompts, \
              num_return_sequences, a gptrt_batcher_t) can get other tokens than alone; \
-             requantize the fp32 export weight-only (models/quantize.py) to batch it safely",
+             requantize the fp32 export with models/quantize.py (the default int8-rows, or \
+             --method int8-static) to batch it safely",
             ops.join(", ")
         )
     }
