@@ -134,30 +134,34 @@ fn rows_joining_a_running_batch_get_their_solo_tokens() {
 #[test]
 fn every_layout_batches_rows_of_different_lengths_exactly() {
     for (layout, _) in common::LAYOUTS {
-        let model = common::load(layout);
-        let prompts: Vec<Vec<u32>> = PROMPTS
-            .iter()
-            .map(|p| model.tokenizer().encode(p).unwrap())
-            .collect();
-        let config = GenerationConfig {
-            max_new_tokens: Some(12),
-            min_new_tokens: Some(12),
-            logprobs: Some(4),
-            ..GenerationConfig::default()
-        };
-        let mut together = Generator::new(&model, prompts.clone(), &config).unwrap();
-        together.run(&mut |_| true).unwrap();
-        for (i, batched) in together.into_generations().iter().enumerate() {
-            let solo = model
-                .generate_ids(vec![prompts[i].clone()], &config, &mut |_| true)
-                .unwrap()
-                .remove(0);
-            assert_eq!(solo.token_ids.len(), 12);
-            assert!(
-                batched.logprobs == solo.logprobs,
-                "{layout}: prompt {i}'s log-probabilities differ in a batch"
-            );
-        }
+        assert_greedy_logprobs_batch_exactly(&common::load(layout), layout);
+    }
+}
+
+/// The six prompts in one batch get the log-probabilities of 12 greedy tokens they get alone.
+fn assert_greedy_logprobs_batch_exactly(model: &Model, what: &str) {
+    let prompts: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|p| model.tokenizer().encode(p).unwrap())
+        .collect();
+    let config = GenerationConfig {
+        max_new_tokens: Some(12),
+        min_new_tokens: Some(12),
+        logprobs: Some(4),
+        ..GenerationConfig::default()
+    };
+    let mut together = Generator::new(model, prompts.clone(), &config).unwrap();
+    together.run(&mut |_| true).unwrap();
+    for (i, batched) in together.into_generations().iter().enumerate() {
+        let solo = model
+            .generate_ids(vec![prompts[i].clone()], &config, &mut |_| true)
+            .unwrap()
+            .remove(0);
+        assert_eq!(solo.token_ids.len(), 12);
+        assert!(
+            batched.logprobs == solo.logprobs,
+            "{what}: prompt {i}'s log-probabilities differ in a batch"
+        );
     }
 }
 
@@ -210,29 +214,7 @@ fn a_static_int8_graph_batches_generations_and_features_exactly() {
     let model = common::load("fused-int8-static");
     assert!(model.is_batch_invariant(), "{}", model.batching_note());
     assert!(model.has_hidden_states());
-    let prompts: Vec<Vec<u32>> = PROMPTS
-        .iter()
-        .map(|p| model.tokenizer().encode(p).unwrap())
-        .collect();
-    let config = GenerationConfig {
-        max_new_tokens: Some(12),
-        min_new_tokens: Some(12),
-        logprobs: Some(4),
-        ..GenerationConfig::default()
-    };
-    let mut together = Generator::new(&model, prompts.clone(), &config).unwrap();
-    together.run(&mut |_| true).unwrap();
-    for (i, batched) in together.into_generations().iter().enumerate() {
-        let solo = model
-            .generate_ids(vec![prompts[i].clone()], &config, &mut |_| true)
-            .unwrap()
-            .remove(0);
-        assert_eq!(solo.token_ids.len(), 12);
-        assert!(
-            batched.logprobs == solo.logprobs,
-            "prompt {i}'s log-probabilities differ in a batch"
-        );
-    }
+    assert_greedy_logprobs_batch_exactly(&model, "fused-int8-static");
 
     let fp32 = common::load("hidden");
     for pooling in [Pooling::Last, Pooling::Mean] {
