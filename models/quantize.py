@@ -346,7 +346,7 @@ def main() -> None:
                          "int8-dynamic: quantize_dynamic as-is (one activation scale per batch: NOT batch-invariant)")
     ap.add_argument("--calibration", type=Path,
                     help="int8-static: text to measure the activations on (.jsonl with a `text` field per line, "
-                         "or paragraphs separated by blank lines)")
+                         "or paragraphs separated by blank lines; the first 512 texts, each cut to n_positions tokens)")
     ap.add_argument("--bits", type=int, choices=[8, 4], help="4: the same as --method int4")
     ap.add_argument("--block-size", type=int, choices=[16, 32, 64], default=32,
                     help="MatMulNBits weights per scale; 128 and more are not batch-invariant on ORT 1.31's CPU")
