@@ -8,7 +8,8 @@ slows both alike; medians over the rounds.
         --checkpoint /work/artifacts/demo-checkpoint --graph models/demo --graph /tmp/demo-fp32
 
 Each --graph is a gptrt model folder exported from --checkpoint (models/export_fused.py
---hidden-states, optionally models/quantize.py). gptrt's side is
+--hidden-states, optionally models/quantize.py: --method int8-static --calibration
+benchmarks/data/topics/train.jsonl is the fastest batch-invariant one). gptrt's side is
 benchmarks/classify_throughput.rs (features in batches of 32 and a linear head); the pipeline's
 is GPT2ForSequenceClassification (task_heads_eval.transformers_throughput). Prints one JSON object.
 """
