@@ -2,10 +2,14 @@
 //! (`--head`) or zero-shot over a label set (`--labels`).
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
-use gptrt::tasks::{Classification, LinearHead, SequenceClassifier, ZeroShot, ZeroShotOptions};
+use gptrt::tasks::{
+    Classification, LinearHead, SequenceClassifier, ZeroShot, ZeroShotOptions, FEATURE_BATCH,
+};
 use gptrt::Model;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{ModelArgs, RuntimeArgs};
 use crate::labelled;
@@ -62,15 +66,18 @@ pub(crate) fn classify(args: ClassifyArgs) -> Result<(), String> {
         let classifier = SequenceClassifier::load_with(&runtime, args.model.dir()?).map_err(|e| {
             format!("give --head or --labels, or a --model that is a sequence-classification export: {e}")
         })?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let results = classifier.classify(&refs).map_err(|e| e.to_string())?;
+        let results = classify_all(&texts, FEATURE_BATCH * 4, None, |part| {
+            classifier.classify(part)
+        })?;
         return print(&results, args.json);
     }
     let model = Model::load_with(&runtime, args.model.dir()?).map_err(|e| e.to_string())?;
-    let results: Vec<Classification> = if let Some(dir) = &args.head {
+    let provider = Some(model.provider());
+    let results = if let Some(dir) = &args.head {
         let head = LinearHead::load(dir, &model).map_err(|e| e.to_string())?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        head.classify(&model, &refs).map_err(|e| e.to_string())?
+        classify_all(&texts, FEATURE_BATCH * 4, provider, |part| {
+            head.classify(&model, part)
+        })?
     } else {
         let labels: Vec<String> = args
             .labels
@@ -85,13 +92,62 @@ pub(crate) fn classify(args: ClassifyArgs) -> Result<(), String> {
             ..ZeroShotOptions::default()
         };
         let zero_shot = ZeroShot::new(&model, &labels, options).map_err(|e| e.to_string())?;
-        texts
-            .iter()
-            .map(|text| zero_shot.classify(&model, text))
-            .collect::<gptrt::Result<_>>()
-            .map_err(|e| e.to_string())?
+        classify_all(&texts, 1, provider, |part| {
+            part.iter()
+                .map(|text| zero_shot.classify(&model, text))
+                .collect()
+        })?
     };
     print(&results, args.json)
+}
+
+/// Classifies `texts` `chunk` at a time with a progress bar (on a terminal), then says on stderr
+/// how many took how long, and on which execution provider when known.
+fn classify_all(
+    texts: &[String],
+    chunk: usize,
+    provider: Option<&str>,
+    mut classify: impl FnMut(&[&str]) -> gptrt::Result<Vec<Classification>>,
+) -> Result<Vec<Classification>, String> {
+    let started = Instant::now();
+    let bar = ProgressBar::with_draw_target(Some(texts.len() as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("classify {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})")
+            .map_err(|e| e.to_string())?,
+    );
+    let mut results = Vec::with_capacity(texts.len());
+    for (index, part) in texts.chunks(chunk).enumerate() {
+        let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+        let classified = classify(&refs).map_err(|e| {
+            let problem = match e {
+                gptrt::Error::ContextOverflow {
+                    prompt_tokens,
+                    n_positions,
+                } => format!(
+                    "a text of {prompt_tokens} tokens is longer than the model's context window \
+                     ({n_positions}): shorten it"
+                ),
+                other => other.to_string(),
+            };
+            let first = index * chunk + 1;
+            match (texts.len(), part.len()) {
+                (1, _) => problem,
+                (_, 1) => format!("text {first}: {problem}"),
+                (_, n) => format!("texts {first}-{}: {problem}", first + n - 1),
+            }
+        })?;
+        results.extend(classified);
+        bar.inc(part.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let provider = provider.map_or(String::new(), |name| format!(" | provider: {name}"));
+    eprintln!(
+        "[{} texts in {seconds:.2} s | {:.1} texts/s{provider}]",
+        texts.len(),
+        texts.len() as f64 / seconds.max(1e-9)
+    );
+    Ok(results)
 }
 
 fn print(results: &[Classification], json: bool) -> Result<(), String> {

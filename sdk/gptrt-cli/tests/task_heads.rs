@@ -70,6 +70,13 @@ fn train_head_is_deterministic_and_classify_prints_one_object_per_input() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // How many, how fast and where, for people; stdout stays the JSON lines alone.
+    let said = stderr(&out);
+    assert!(
+        said.contains("[60 texts in ")
+            && said.contains("texts/s | provider: CPUExecutionProvider]"),
+        "{said}"
+    );
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -91,6 +98,31 @@ fn train_head_is_deterministic_and_classify_prints_one_object_per_input() {
         "classify", "--model", &model, "--labels", "a,a", "--text", "hi",
     ]);
     assert_fails(&out, &["label `a` appears twice"]);
+    // A text past the context window is named by its place in the file, and the fix is one the
+    // command has (it has no --truncate).
+    let long = scratch.0.join("long.jsonl");
+    let words = "word ".repeat(200);
+    std::fs::write(
+        &long,
+        format!("{{\"text\": \"hi\"}}\n{{\"text\": \"{words}\"}}\n"),
+    )
+    .unwrap();
+    let out = gptrt(&[
+        "classify",
+        "--model",
+        &model,
+        "--labels",
+        "a,b",
+        "--input-file",
+        long.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &out,
+        &[
+            "text 2: a text of ",
+            "tokens is longer than the model's context window (128): shorten it",
+        ],
+    );
     let out = gptrt(&[
         "classify",
         "--model",
