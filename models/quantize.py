@@ -289,6 +289,10 @@ def quantize_file(src: Path, dst: Path, per_channel: bool, method: str,
     rows, static = method == "int8-rows", method == "int8-static"
 
     model = onnx.load(str(src))
+    if static and any(n.op_type == "If" for n in model.graph.node):
+        raise SystemExit(f"error: {src}: int8-static rewrites top-level MatMuls only and this graph keeps them "
+                         "in If branches (optimum's merged layout): quantize the single layout or an "
+                         "export_fused.py export")
     already = sum(1 for g in all_graphs(model.graph) for n in g.node if n.op_type == "MatMulInteger")
     if already and method == "int8-dynamic":
         raise SystemExit(f"error: {src} is dynamic int8 already")
@@ -308,11 +312,6 @@ def quantize_file(src: Path, dst: Path, per_channel: bool, method: str,
     if rows:
         stats["activations_quantized_per_row"] = rowwise(model)
     if static:
-        branches = [g for g in all_graphs(model.graph) if g is not model.graph]
-        if any(n.op_type == "DynamicQuantizeLinear" for g in branches for n in g.node):
-            raise SystemExit(f"error: {src}: int8-static rewrites top-level MatMuls only and this graph has them "
-                             "in If branches (optimum's merged layout): quantize the single layout or an "
-                             "export_fused.py export")
         tensors = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
         stats["activations_static"] = to_static(model, calibrate(src, tensors, calibration))
         stats["calibration_texts"] = len(calibration)
