@@ -341,6 +341,8 @@ impl Runtime {
         };
         builder = builder
             .with_intra_threads(intra_threads)
+            .map_err(|e| e.to_string())?
+            .with_operators(crate::graph::attention::operators().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         if self.options.inter_threads > 0 {
             builder = builder

@@ -143,7 +143,13 @@ fn a_batched_turn_runs_only_its_new_tokens() {
 
 #[test]
 fn rewind_fork_and_transcript_reuse_never_run_the_prefix_again() {
-    for layout in ["single", "split", "merged", "fused-shared"] {
+    for layout in [
+        "single",
+        "split",
+        "merged",
+        "fused-shared",
+        "fused-shared-gptrt",
+    ] {
         let model = Arc::new(load(layout));
         let persona = Session::new(model.clone()).unwrap();
         let added = persona

@@ -39,7 +39,14 @@ fn dialogue(model: &Arc<Model>, config: &GenerationConfig) -> Session {
 
 #[test]
 fn restore_and_continue_equals_continuing_directly() {
-    for layout in ["single", "split", "merged", "nopast", "fused-shared"] {
+    for layout in [
+        "single",
+        "split",
+        "merged",
+        "nopast",
+        "fused-shared",
+        "fused-shared-gptrt",
+    ] {
         let model = Arc::new(load(layout));
         let cases = [
             (greedy(6), [SavedKv::None, SavedKv::F32]),
@@ -94,7 +101,7 @@ fn a_restored_cache_is_used_and_a_state_without_one_runs_its_tokens_again() {
 
 #[test]
 fn saved_sizes_are_four_bytes_a_token_and_the_physical_minimum_of_the_cache() {
-    for dir in ["single", "fused-shared"] {
+    for dir in ["single", "fused-shared", "fused-shared-gptrt"] {
         let model = Arc::new(load(dir));
         let session = dialogue(&model, &greedy(8));
         let tokens = session.context_len().unwrap();

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::provider::ProviderChoice;
 use crate::runtime::{GraphSource, Runtime};
 
+pub(crate) mod attention;
 pub(crate) mod bytes;
 mod hidden;
 pub mod signature;

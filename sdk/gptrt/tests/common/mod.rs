@@ -37,7 +37,7 @@ pub fn tiny() -> PathBuf {
     fixtures().join("tiny-random-gpt2")
 }
 
-pub const LAYOUTS: [(&str, gptrt::Layout); 6] = [
+pub const LAYOUTS: [(&str, gptrt::Layout); 7] = [
     ("single", gptrt::Layout::Single),
     ("split", gptrt::Layout::Split),
     ("merged", gptrt::Layout::Merged),
@@ -47,6 +47,8 @@ pub const LAYOUTS: [(&str, gptrt::Layout); 6] = [
     ("fused", gptrt::Layout::Single),
     // export_fused.py --shared-kv: one past/present buffer per layer, bound in place (IO binding)
     ("fused-shared", gptrt::Layout::Single),
+    // export_fused.py --shared-kv --attention gptrt: gptrt's own CachedAttention operator
+    ("fused-shared-gptrt", gptrt::Layout::Single),
 ];
 
 #[derive(Debug, Deserialize)]
