@@ -3,7 +3,8 @@
 //! in a batch, not the padding before it, not the other queries of the step, not the CPU. Every
 //! dot product is one fixed chain of fused multiply-adds, keys are taken in blocks counted from the
 //! row's first real token, and a key a query may not see, or a block with nothing new for it,
-//! changes nothing it holds. So a padded row of a batch gets the bits it gets alone, and the
+//! changes nothing it holds (the cache being finite, as a model's is: a hidden key's value is
+//! still multiplied by its zero weight). So a padded row of a batch gets the bits it gets alone, and the
 //! AVX-512 path the bits of the portable one.
 //!
 //! The queries of a step are the vector lanes (up to [`LANES`] at once), so each key and value is
@@ -124,15 +125,15 @@ fn attend_group<O: BlockOps>(
     }
     sums.clear();
     sums.resize(d, [0.0; LANES]);
-    // Lane j sees positions up to last_of_first + j.
-    let last_of_first = head.past + first;
-    let seen = last_of_first + count;
+    // Lane j sees positions up to first_position + j.
+    let first_position = head.past + first;
+    let end = first_position + count;
     let (mut max, mut total) = ([f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
     let mut scores = [[0.0f32; LANES]; BLOCK];
-    for at in (start..seen).step_by(BLOCK) {
-        let n = BLOCK.min(seen - at);
-        let ahead = (at + PREFETCH_BLOCKS_AHEAD * BLOCK).min(seen);
-        let fetch = (at + (PREFETCH_BLOCKS_AHEAD + 1) * BLOCK).min(seen) - ahead;
+    for at in (start..end).step_by(BLOCK) {
+        let n = BLOCK.min(end - at);
+        let ahead = (at + PREFETCH_BLOCKS_AHEAD * BLOCK).min(end);
+        let fetch = (at + (PREFETCH_BLOCKS_AHEAD + 1) * BLOCK).min(end) - ahead;
         O::prefetch(
             head.keys[ahead * d..].as_ptr(),
             head.values[ahead * d..].as_ptr(),
@@ -144,9 +145,9 @@ fn attend_group<O: BlockOps>(
             let t = at + k;
             if head.attends[t] == 0 {
                 *row = [f32::NEG_INFINITY; LANES];
-            } else if t > last_of_first {
-                let hidden = (t - last_of_first).min(LANES);
-                row[..hidden].fill(f32::NEG_INFINITY);
+            } else if t > first_position {
+                let masked_lanes = (t - first_position).min(LANES);
+                row[..masked_lanes].fill(f32::NEG_INFINITY);
             }
         }
         let mut new_max = max;
@@ -175,10 +176,11 @@ fn attend_group<O: BlockOps>(
     for (lane, out) in out.chunks_exact_mut(d).enumerate() {
         let total = total[lane];
         for (o, column) in out.iter_mut().zip(sums.iter()) {
-            *o = if total > 0.0 {
-                column[lane] / total
-            } else {
+            // 0 only when the lane saw nothing; a NaN (a broken cache) stays visible
+            *o = if total == 0.0 {
                 0.0
+            } else {
+                column[lane] / total
             };
         }
     }
@@ -240,11 +242,12 @@ impl BlockOps for Portable {
 }
 
 /// e^x for x <= 0 (a score minus its row's maximum; NaN for -inf - -inf, which the callers
-/// replace), within 2 ulp, with no branch and no library call, so that it vectorises: x = n ln 2 + r
+/// replace; NaN stays NaN), within 4e-7 relative, with no branch and no library call, so that it vectorises: x = n ln 2 + r
 /// with |r| <= ln 2 / 2, e^r by a degree-6 polynomial, 2^n by exponent bits.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let x = x.max(EXP_FLOOR);
+    // not f32::max, which would turn a NaN into the floor
+    let x = if EXP_FLOOR > x { EXP_FLOOR } else { x };
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let p = EXP_POLY[1..]
@@ -334,7 +337,8 @@ mod avx512 {
                 let mut sums = _mm512_setzero_ps();
                 for row in scores.iter_mut() {
                     let s = _mm512_loadu_ps(row.as_ptr());
-                    let x = _mm512_max_ps(_mm512_sub_ps(s, max), _mm512_set1_ps(EXP_FLOOR));
+                    // a NaN in either operand gives the second: NaN stays NaN, as in `exp`
+                    let x = _mm512_max_ps(_mm512_set1_ps(EXP_FLOOR), _mm512_sub_ps(s, max));
                     let scaled = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
                     let n = _mm512_sub_ps(_mm512_add_ps(scaled, round), round);
                     let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
@@ -349,7 +353,7 @@ mod avx512 {
                     ));
                     let p = _mm512_mul_ps(p, _mm512_castsi512_ps(two_n));
                     let seen =
-                        _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(s, _mm512_set1_ps(f32::NEG_INFINITY));
+                        _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(s, _mm512_set1_ps(f32::NEG_INFINITY));
                     let p = _mm512_maskz_mov_ps(seen, p);
                     _mm512_storeu_ps(row.as_mut_ptr(), p);
                     sums = _mm512_add_ps(sums, p);
@@ -616,5 +620,15 @@ mod tests {
                 "d {d} seq {seq} past {past} pad {pad}"
             );
         }
+        // A NaN in the cache (a broken model) reaches the queries that see it on both paths.
+        let mut row = Row::new(0, 20, 3, 16, 5);
+        row.keys[4 * 16] = f32::NAN;
+        let mut portable = vec![0.0; row.queries.len()];
+        attend_with::<Portable>(&row.head(), &mut portable, &mut Scratch::default());
+        let mut fast = vec![0.0; row.queries.len()];
+        // SAFETY: as above.
+        unsafe { avx512::attend(&row.head(), &mut fast, &mut Scratch::default()) };
+        assert!(portable.iter().all(|x| x.is_nan()), "portable {portable:?}");
+        assert!(fast.iter().all(|x| x.is_nan()), "avx512 {fast:?}");
     }
 }

@@ -96,7 +96,25 @@ fn error(message: String) -> ort::Error {
 }
 
 impl Kernel for AttentionKernel {
+    /// ONNX Runtime calls this through C: a panic must not unwind into it (it would abort the
+    /// host), so one becomes the step's error.
     fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.attend(ctx))).unwrap_or_else(
+            |panic| Err(error(format!("internal error: {}", panic_message(&panic)))),
+        )
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+impl AttentionKernel {
+    fn attend(&self, ctx: &ComputeContext) -> ort::Result<()> {
         let input = |index: usize| {
             ctx.input(index)?
                 .ok_or_else(|| error(format!("input {index} is missing")))
@@ -120,6 +138,11 @@ impl Kernel for AttentionKernel {
             }
         };
         let heads = self.heads;
+        if hidden == 0 || hidden % heads != 0 {
+            return Err(error(format!(
+                "the query's width {hidden} is not a positive multiple of num_heads {heads}"
+            )));
+        }
         let head_dim = hidden / heads;
         let past = past_len.first().copied().unwrap_or(-1);
         let capacity = match *cache_shape {
@@ -132,14 +155,16 @@ impl Kernel for AttentionKernel {
                 )))
             }
         };
+        if past_value.shape().to_vec() != cache_shape {
+            return Err(error(format!(
+                "the past value must have the past key's shape {cache_shape:?}, not {:?}",
+                past_value.shape().to_vec()
+            )));
+        }
         let past = usize::try_from(past)
             .map_err(|_| error(format!("past_sequence_length {past} is negative")))?;
         let total = past + seq;
-        if hidden % heads != 0
-            || k.len() != q.len()
-            || v.len() != q.len()
-            || bias.len() != 3 * hidden
-        {
+        if k.len() != q.len() || v.len() != q.len() || bias.len() != 3 * hidden {
             return Err(error(format!(
                 "query, key, value must be [{batch}, {seq}, {hidden}] with {heads} heads and the bias [{}]",
                 3 * hidden
@@ -204,7 +229,7 @@ impl Kernel for AttentionKernel {
             values: present_value.try_extract_tensor_mut::<f32>()?.1.as_ptr(),
         };
         let (scale, q_bias) = (self.scale, &bias[..hidden]);
-        ctx.par_for(batch * heads, batch * heads, move |task| {
+        let attend_head = move |task: usize| {
             let shared = shared;
             let (b, h) = (task / heads, task % heads);
             SCRATCH.with_borrow_mut(|(scratch, queries, result)| {
@@ -244,6 +269,20 @@ impl Kernel for AttentionKernel {
                     }
                 }
             });
-        })
+        };
+        // Set by a task that panicked (on one of ONNX Runtime's threads, where it must not unwind).
+        let failed = std::sync::Mutex::new(None);
+        ctx.par_for(batch * heads, batch * heads, |task| {
+            let run = std::panic::AssertUnwindSafe(|| attend_head(task));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                if let Ok(mut failed) = failed.lock() {
+                    *failed = Some(panic_message(&panic));
+                }
+            }
+        })?;
+        match failed.into_inner().ok().flatten() {
+            Some(message) => Err(error(format!("internal error: {message}"))),
+            None => Ok(()),
+        }
     }
 }
