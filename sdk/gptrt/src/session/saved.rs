@@ -8,6 +8,7 @@
 //! anything is allocated.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use sha2::{Digest, Sha256};
 
 use crate::config::GenerationConfig;
@@ -123,8 +124,11 @@ impl Session {
                 }
                 match kv {
                     SavedKv::F16 => {
-                        for &value in data {
-                            payload.extend_from_slice(&f16::from_f32(value).to_le_bytes());
+                        // the slice conversion uses the CPU's F16C instructions where it has them
+                        let mut halves = vec![f16::ZERO; data.len()];
+                        halves.convert_from_f32_slice(data);
+                        for half in halves {
+                            payload.extend_from_slice(&half.to_le_bytes());
                         }
                     }
                     _ => {
@@ -381,9 +385,13 @@ fn read_cache(
     for _ in 0..tensors {
         let raw = reader.take(values * width, "a cache tensor")?;
         let data: Vec<f32> = if kv == SavedKv::F16 {
-            raw.chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect()
+            let halves: Vec<f16> = raw
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            let mut data = vec![0.0; halves.len()];
+            halves.convert_to_f32_slice(&mut data);
+            data
         } else {
             raw.chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
