@@ -35,7 +35,7 @@ binds the same memory as past input and present output (ONNX Runtime IO binding)
 the cache; gptrt detects the variant by its past_sequence_length input.
 --shared-kv --attention gptrt puts gptrt's own CPU operator, ai.gptrt:CachedAttention (the same inputs
 less MultiHeadAttention's empty attention-bias slot), in place of MultiHeadAttention: it reads each
-cached key and value once per step, so a dialogue turn after 800 tokens of history costs ~1.15x one
+cached key and value once per step, so a dialogue turn after 800 tokens of history costs ~1.17x one
 after 32 (MultiHeadAttention: ~1.22x; 124M fp32). Only gptrt's sessions can run such a graph.
 --hidden-states also returns ln_f's output as `last_hidden_state` [B,S,n_embd] (every position, not cut
 by logits_to_keep), for gptrt's features and classification heads (see add_hidden_states.py).
