@@ -63,7 +63,7 @@ pub(crate) fn attend(head: &Head<'_>, out: &mut [f32], scratch: &mut Scratch) {
     attend_with::<Portable>(head, out, scratch);
 }
 
-/// The portable code, vectorised by the compiler for AVX2.
+/// The portable code, compiled for AVX2 (same arithmetic; its speed is not measured here).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attend_avx2(head: &Head<'_>, out: &mut [f32], scratch: &mut Scratch) {

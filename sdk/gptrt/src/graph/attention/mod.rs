@@ -24,6 +24,8 @@ use ort::operator::{
 };
 use ort::value::TensorElementType;
 
+use crate::worker::panic_message;
+
 /// The operator domain of gptrt's own operators.
 pub(crate) const DOMAIN: &str = "ai.gptrt";
 
@@ -103,14 +105,6 @@ impl Kernel for AttentionKernel {
             |panic| Err(error(format!("internal error: {}", panic_message(&panic)))),
         )
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
 
 impl AttentionKernel {
